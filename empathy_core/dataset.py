@@ -408,12 +408,17 @@ def assign_splits(seed: int = 0) -> None:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
-if __name__ == "__main__":  # python -m empathy_core.dataset check SCENARIO | check | assign-splits
+if __name__ == "__main__":  # python -m empathy_core.dataset check [SCENARIO] | table | assign-splits
     import sys
 
     args = sys.argv[1:]
     if args[:1] == ["assign-splits"]:
         assign_splits()
+    elif args[:1] == ["table"]:  # the counts and hashes table of data/README.md
+        print("| file | records | sha256 |\n|---|---|---|")
+        for path in data_files():
+            n = sum(1 for line in path.read_text().splitlines() if line.strip()) if path.suffix == ".jsonl" else 5
+            print(f"| {path.relative_to(DATA_DIR).as_posix()} | {n} | {file_sha256(path)} |")
     elif args[:1] == ["check"] and len(args) == 2:
         found = check_scenario_part(args[1])
         lexn = [p for p in (Pair(**r) for r in _read_kind("pairs", [args[1]]))]

