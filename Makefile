@@ -22,6 +22,6 @@ test-fast: $(VENV)/.installed
 	$(PY) -m pytest -m "not real"
 
 bench: $(VENV)/.installed
-	$(PY) -m empathy_core bench-extract --model smollm2-135m --json bench-extract.json
+	$(PY) -m empathy_core bench --model smollm2-135m --json bench.json
 
 .PHONY: install test test-fast bench

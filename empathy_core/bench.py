@@ -1,8 +1,13 @@
 """Benchmarks, reported as ratios measured in one run (never asserted in tests).
 
-    python -m empathy_core bench-extract --model smollm2-135m [--json OUT]
+    python -m empathy_core bench --model smollm2-135m [--json OUT] [--new-tokens 48] [--repeats 3]
 
-Each timing is the median of several repeats after a warm-up.
+Measures, after a warm-up, with medians of the repeats:
+  generation   plain vs steered tokens/s; one row vs a side-by-side pair; a strip of six
+               alphas in one batched call vs six sequential calls
+  scoring      one text scored at every layer vs one plain forward pass
+  extraction   100 texts batched vs one at a time
+  loading      cold (GGUF dequantization into an empty cache) vs cached
 """
 
 from __future__ import annotations
@@ -74,20 +79,72 @@ def measure_scoring(handle, text: str, repeats: int = 5) -> dict:
             "ratio_score_over_trunk_forward": round(sc / trunk, 3), "score_tokens": len(ids)}
 
 
-def bench_extract(key: str = "smollm2-135m", n_texts: int = 100) -> dict:
+def measure_extraction(handle, n_texts: int = 100, repeats: int = 3) -> dict:
     from . import dataset
     from .activations import extract
-    from .models import load_model
 
-    res = {"model": key, "torch_threads": torch.get_num_threads()}
-    res.update(measure_loads(key))
-    handle = load_model(key)
     pairs = dataset.load_pairs()
     texts = [t for p in pairs for t in (p.empathic, p.task)][:n_texts]
     extract(handle, texts[:8], batch_size=8)  # warm-up
-    batched = median_time(lambda: extract(handle, texts, batch_size=16), 3, 0)
+    batched = median_time(lambda: extract(handle, texts, batch_size=16), repeats, 0)
     single = median_time(lambda: extract(handle, texts, batch_size=1), 1, 0)
-    res.update({"n_texts": len(texts), "extract_batched_s": round(batched, 3), "extract_one_at_a_time_s": round(single, 3),
-                "ratio_one_at_a_time_over_batched": round(single / batched, 2)})
-    res.update(measure_scoring(handle, pairs[0].empathic))
+    return {"extract_n_texts": len(texts), "extract_batched_s": round(batched, 3),
+            "extract_one_at_a_time_s": round(single, 3), "ratio_extract_one_at_a_time_over_batched": round(single / batched, 2)}
+
+
+def measure_generation(handle, probe, layer: int, new_tokens: int = 48, repeats: int = 3, alpha: float = 0.3) -> dict:
+    from .generation import build_prompt, side_by_side
+    from .steering import steer, steering_vectors
+
+    prompt = build_prompt(handle, "listener")
+    ids = handle.tokenizer(prompt, return_tensors="pt", add_special_tokens=not handle.is_chat)["input_ids"].to(handle.device)
+    vecs = steering_vectors(handle, {layer: probe.directions[layer]}, "relative", probe.mean_norms)
+    gen_kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                  pad_token_id=handle.tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
+
+    @torch.inference_mode()
+    def plain():
+        handle.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **gen_kw)
+
+    def steered():
+        with steer(handle, vecs, alpha), torch.inference_mode():
+            handle.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **gen_kw)
+
+    def sbs(alphas):
+        return lambda: side_by_side(handle, "listener", alphas, layer, probe.directions, unit="relative",
+                                    mean_norms=probe.mean_norms, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+
+    strip = [-0.5, -0.25, 0.0, 0.25, 0.5, 0.75]
+    t_plain = median_time(plain, repeats)
+    t_steer = median_time(steered, repeats)
+    t_single = median_time(sbs([alpha]), repeats)
+    t_pair = median_time(sbs([0.0, alpha]), repeats)
+    t_strip = median_time(sbs(strip), repeats)
+    t_seq = median_time(lambda: [sbs([a])() for a in strip], max(1, repeats - 2), 0)
+    return {
+        "new_tokens": new_tokens, "steer_layer": layer, "alpha_relative": alpha,
+        "plain_tok_s": round(new_tokens / t_plain, 2), "steered_tok_s": round(new_tokens / t_steer, 2),
+        "ratio_steered_over_plain": round(t_plain / t_steer, 3),
+        "single_s": round(t_single, 3), "side_by_side_s": round(t_pair, 3),
+        "ratio_side_by_side_over_single": round(t_pair / t_single, 3),
+        "strip6_batched_s": round(t_strip, 3), "strip6_sequential_s": round(t_seq, 3),
+        "ratio_strip6_sequential_over_batched": round(t_seq / t_strip, 3),
+    }
+
+
+def bench(key: str = "smollm2-135m", new_tokens: int = 48, repeats: int = 3, n_texts: int = 100) -> dict:
+    """Everything in one run; see the module docstring."""
+    from . import cli, dataset
+    from .models import load_model
+
+    res = {"model": key, "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    res.update(measure_loads(key))
+    handle = load_model(key)
+    probe = cli.load_probe(key)
+    layer = int(cli.load_detection(key)["best_layer"])
+    res["device"] = str(handle.device)
+    res["dtype"] = str(handle.dtype).replace("torch.", "")
+    res.update(measure_generation(handle, probe, layer, new_tokens, repeats))
+    res.update(measure_scoring(handle, dataset.load_pairs()[0].empathic, repeats=max(5, repeats)))
+    res.update(measure_extraction(handle, n_texts, repeats))
     return res

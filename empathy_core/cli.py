@@ -2,7 +2,8 @@
 
     python -m empathy_core extract --model smollm2-135m [--method mean_diff|logistic|pca] [--pooling mean|last|chat]
     python -m empathy_core score --model smollm2-135m [--layer N|best] --in IN.jsonl --out OUT.jsonl
-    python -m empathy_core bench-extract --model smollm2-135m
+    python -m empathy_core export --model smollm2-135m --layer best [--alpha A] --format safetensors|gguf --out FILE
+    python -m empathy_core bench --model smollm2-135m [--json OUT]
 
 ``extract`` writes ``precomputed/KEY/probes.safetensors`` and ``precomputed/KEY/detection.json``.
 ``score`` reads them; each input line is a JSON object with a "text" field, and each output
@@ -130,12 +131,32 @@ def cmd_score(a) -> int:
     return 0
 
 
-def cmd_bench_extract(a) -> int:
-    from .bench import bench_extract
+def cmd_export(a) -> int:
+    from .export import export_vector, write_gguf, write_safetensors
+    from .models import REGISTRY
 
-    res = bench_extract(a.model, n_texts=a.n)
+    probe = load_probe(a.model, a.out_dir)
+    detection = load_detection(a.model, a.out_dir)
+    layer = resolve_layer(a.layer, detection, probe.n_layers)
+    vec = export_vector(probe, layer, a.alpha, a.unit)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if a.format == "gguf":
+        spec = REGISTRY.get(a.model)
+        write_gguf(out, vec, layer, a.model_hint or (spec.arch if spec else "llama"))
+    else:
+        write_safetensors(out, probe, layer, vec, a.alpha, a.unit)
+    print(f"Wrote layer {layer} of {a.model} ({'unit direction' if a.alpha is None else f'alpha {a.alpha} {a.unit}'}) "
+          f"as {a.format} to {out}")
+    return 0
+
+
+def cmd_bench(a) -> int:
+    from .bench import bench
+
+    res = bench(a.model, new_tokens=a.new_tokens, repeats=a.repeats, n_texts=a.n)
     for k, v in res.items():
-        print(f"{k:36s} {v}")
+        print(f"{k:40s} {v}")
     if a.json:
         write_json(Path(a.json), res)
     return 0
@@ -164,11 +185,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", type=Path, default=None, help="where probes live; default: precomputed/")
     s.set_defaults(func=cmd_score)
 
-    b = sub.add_parser("bench-extract", help="time batched vs one-at-a-time extraction, scoring, model load")
+    x = sub.add_parser("export", help="export a direction as safetensors or a llama.cpp control vector (GGUF)")
+    x.add_argument("--model", required=True)
+    x.add_argument("--layer", default="best")
+    x.add_argument("--alpha", type=float, default=None, help="bake alpha into the vector (default: the unit direction)")
+    x.add_argument("--unit", default="relative", choices=["relative", "raw"])
+    x.add_argument("--format", default="safetensors", choices=["safetensors", "gguf"])
+    x.add_argument("--model-hint", default=None, help="GGUF controlvector.model_hint (default: the model's architecture)")
+    x.add_argument("--out", required=True)
+    x.add_argument("--out-dir", type=Path, default=None, help="where probes live; default: precomputed/")
+    x.set_defaults(func=cmd_export)
+
+    b = sub.add_parser("bench", help="benchmark generation, steering, scoring, extraction and loading in one run")
     b.add_argument("--model", default="smollm2-135m")
-    b.add_argument("--n", type=int, default=100)
+    b.add_argument("--new-tokens", type=int, default=48)
+    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--n", type=int, default=100, help="texts for the extraction benchmark")
     b.add_argument("--json", default=None)
-    b.set_defaults(func=cmd_bench_extract)
+    b.set_defaults(func=cmd_bench)
     return p
 
 

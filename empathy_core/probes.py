@@ -164,7 +164,7 @@ def load_direction_file(path: str | Path, n_layers: int, hidden_size: int) -> to
     """A user-supplied direction file -> (L, H) unit rows.
 
     Accepts a probe file, a tensor ``direction`` of shape (H,) or (L, H), or llama.cpp-style
-    tensors ``direction.N``. Width, dtype and finiteness are checked before use.
+    tensors ``direction.N`` (layers without a tensor get a zero row). Width, dtype and finiteness are checked before use.
     """
     tensors, _ = read_safetensors(path)
     if "directions" in tensors:
@@ -175,7 +175,7 @@ def load_direction_file(path: str | Path, n_layers: int, hidden_size: int) -> to
         D = torch.zeros((n_layers, hidden_size))
         for k, v in tensors.items():
             if k.startswith("direction."):
-                i = int(k.split(".")[1]) - 1
+                i = int(k.split(".")[1])  # llama.cpp's direction.N is our layer N (see export.py)
                 if not 0 <= i < n_layers:
                     raise ValueError(f"{k} names a layer this model does not have.")
                 D[i] = v.reshape(-1)[:hidden_size] if v.numel() == hidden_size else _bad_width(v, hidden_size)

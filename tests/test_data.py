@@ -3,7 +3,6 @@
 import collections
 import hashlib
 import re
-from pathlib import Path
 
 import pytest
 

@@ -1,0 +1,259 @@
+"""Steering hooks: exactness, per-row alpha batching, positions under the KV cache, safety."""
+
+import threading
+
+import pytest
+import torch
+
+from empathy_core.generation import SharedGumbelSampler, side_by_side
+from empathy_core.steering import as_alphas, steer, steering_vectors
+
+
+def _prompt(handle, n=12):
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(8, len(handle.tokenizer), (1, n), generator=g)
+
+
+def _vec(handle, layer=1, seed=1, scale=4.0):
+    g = torch.Generator().manual_seed(seed)
+    return {layer: torch.nn.functional.normalize(torch.randn(handle.hidden_size, generator=g), dim=0) * scale}
+
+
+@torch.no_grad()
+def _logits(handle, ids):
+    return handle.model(input_ids=ids).logits
+
+
+@torch.no_grad()
+def gen(handle, ids, n=8, **kw):
+    out = handle.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
+                                output_logits=True, return_dict_in_generate=True, pad_token_id=0, eos_token_id=None, **kw)
+    return out.sequences[:, ids.shape[1]:], torch.stack(out.logits, 1)  # (B, n), (B, n, V)
+
+
+def test_alpha_zero_is_bit_identical(tiny):
+    ids = _prompt(tiny)
+    base = _logits(tiny, ids)
+    with steer(tiny, _vec(tiny), 0.0):
+        same = _logits(tiny, ids)
+    assert torch.equal(base, same)
+    with steer(tiny, _vec(tiny), 3.0):
+        moved = _logits(tiny, ids)
+    assert not torch.allclose(base, moved)
+
+
+def test_hooks_removed_after_exception(tiny):
+    ids = _prompt(tiny)
+    base = _logits(tiny, ids)
+    hooks_before = [len(layer._forward_hooks) for layer in tiny.layers]
+    with pytest.raises(RuntimeError, match="inside"):
+        with steer(tiny, _vec(tiny), 5.0):
+            _logits(tiny, ids)
+            raise RuntimeError("failure inside the context")
+    assert [len(layer._forward_hooks) for layer in tiny.layers] == hooks_before
+    assert torch.equal(_logits(tiny, ids), base)
+    assert tiny.lock.acquire(blocking=False)  # the lock was released too
+    tiny.lock.release()
+
+
+def test_hooks_removed_when_generate_raises(tiny):
+    ids = _prompt(tiny)
+    base = _logits(tiny, ids)
+    with pytest.raises(Exception):
+        with steer(tiny, _vec(tiny), 5.0):
+            tiny.model.generate(input_ids=ids, max_new_tokens=3, do_sample=False, num_beams=0)
+    assert torch.equal(_logits(tiny, ids), base)
+
+
+def test_per_row_alpha_batch_matches_separate_runs(tiny):
+    ids = _prompt(tiny)
+    alphas = [0.0, 2.0, -3.0, 6.0]
+    vec = _vec(tiny)
+    with steer(tiny, vec, alphas):
+        toks_b, logits_b = gen(tiny, ids.repeat(len(alphas), 1), n=8)
+    for i, a in enumerate(alphas):
+        with steer(tiny, vec, a):
+            toks_1, logits_1 = gen(tiny, ids, n=8)
+        agree = int((toks_b[i] == toks_1[0]).cumprod(0).sum())
+        assert (logits_b[i, : agree + 1] - logits_1[0, : agree + 1]).abs().max().item() <= 1e-4
+        if agree < 8:  # a divergence is accepted only at a near-tie
+            top2 = logits_1[0, agree].topk(2).values
+            assert (top2[0] - top2[1]).item() < 1e-3
+
+
+def test_generated_only_leaves_prompt_logits_unchanged(tiny):
+    ids = _prompt(tiny)
+    _, base_logits = gen(tiny, ids, n=4)
+    with steer(tiny, _vec(tiny, scale=8.0), 1.0, positions="generated", prompt_len=ids.shape[1], record=True) as st:
+        _, logits = gen(tiny, ids, n=4)
+    # step 0's logits come from the prompt pass: unchanged; later steps see steered tokens
+    assert torch.equal(logits[0, 0], base_logits[0, 0])
+    assert not torch.allclose(logits[0, 1:], base_logits[0, 1:])
+    prompt_pass, *decode = st.added
+    assert prompt_pass[1:3] == (0, ids.shape[1]) and prompt_pass[3] == 0.0
+    assert all(T == 1 and off >= ids.shape[1] and mx > 0 for _, off, T, mx in decode)
+
+
+def test_prompt_only_adds_nothing_at_decode_steps(tiny):
+    ids = _prompt(tiny)
+    with steer(tiny, _vec(tiny, scale=8.0), 1.0, positions="prompt", record=True) as st:
+        gen(tiny, ids, n=4)
+    prompt_pass, *decode = st.added
+    assert prompt_pass[3] > 0
+    assert len(decode) == 3 and all(mx == 0.0 for *_, mx in decode)
+    assert [off for _, off, _, _ in decode] == [ids.shape[1], ids.shape[1] + 1, ids.shape[1] + 2]
+
+
+def test_positions_all_equals_no_cache_forward(tiny):
+    """Under the KV cache, 'all' adds at every position: same logits as a cache-free forward."""
+    ids = _prompt(tiny)
+    vec = _vec(tiny)
+    with steer(tiny, vec, 2.0):
+        toks, logits = gen(tiny, ids, n=3)
+        full = _logits(tiny, torch.cat([ids, toks[:, :2]], 1))
+    torch.testing.assert_close(logits[0, 2], full[0, -1], atol=1e-4, rtol=1e-4)
+
+
+def test_relative_alpha_scales_by_the_stored_norm(tiny):
+    d = torch.nn.functional.normalize(torch.randn(tiny.hidden_size), dim=0)
+    norms = torch.arange(1, tiny.n_layers + 1, dtype=torch.float32) * 10
+    v = steering_vectors(tiny, {2: d}, "relative", norms)
+    torch.testing.assert_close(v[2], d * 30.0)
+    raw = steering_vectors(tiny, {2: d}, "raw")
+    torch.testing.assert_close(raw[2], d)
+    ids = _prompt(tiny)
+    with steer(tiny, v, 0.5):
+        a = _logits(tiny, ids)
+    with steer(tiny, raw, 15.0):
+        b = _logits(tiny, ids)
+    torch.testing.assert_close(a, b)
+
+
+def test_eight_threads_match_sequential_runs(tiny):
+    ids = _prompt(tiny)
+    vec = _vec(tiny)
+    alphas = [0.0, 1.0, -1.0, 2.0, -2.0, 3.0, 4.0, -4.0]
+    seq = {}
+    for a in alphas:
+        with steer(tiny, vec, a):
+            seq[a] = gen(tiny, ids, n=6)[0]
+    got, errors = {}, []
+
+    def run(a):
+        try:
+            with steer(tiny, vec, a):
+                got[a] = gen(tiny, ids, n=6)[0]
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(a,)) for a in alphas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert all(torch.equal(got[a], seq[a]) for a in alphas)
+
+
+@pytest.mark.parametrize("bad,err", [(float("nan"), "finite"), (float("inf"), "finite"), ([], "at least one"),
+                                     (1e9, "at most")])
+def test_bad_alpha_is_a_clear_error(bad, err):
+    with pytest.raises(ValueError, match=err):
+        as_alphas(bad)
+
+
+def test_wrong_width_and_unknown_layer(tiny):
+    with pytest.raises(ValueError, match="width 7"):
+        steering_vectors(tiny, {1: torch.randn(7)})
+    with pytest.raises(ValueError, match="out of range"):
+        steering_vectors(tiny, {99: torch.randn(tiny.hidden_size)})
+    with pytest.raises(ValueError, match="NaN"):
+        steering_vectors(tiny, {1: torch.full((tiny.hidden_size,), float("nan"))})
+    with pytest.raises(ValueError, match="mean residual norm"):
+        steering_vectors(tiny, {1: torch.randn(tiny.hidden_size)}, "relative")
+    with pytest.raises(ValueError, match="positions"):
+        with steer(tiny, _vec(tiny), 1.0, positions="middle"):
+            pass
+
+
+def test_side_by_side_rows_equal_single_runs(tiny_models):
+    h = tiny_models["llama"]
+    D = torch.nn.functional.normalize(torch.randn(h.n_layers, h.hidden_size), dim=1)
+    norms = torch.full((h.n_layers,), 5.0)
+    both = side_by_side(h, "maze", [0.0, 1.5], 1, D, mean_norms=norms, max_new_tokens=10)
+    for row in both.rows:
+        alone = side_by_side(h, "maze", [row.alpha], 1, D, mean_norms=norms, max_new_tokens=10)
+        assert alone.rows[0].token_ids == row.token_ids
+    assert both.rows[0].token_ids != both.rows[1].token_ids
+    assert len(both.rows[0].token_scores) >= len(both.rows[0].token_ids) - 1
+
+
+def test_shared_seed_sampling_makes_alpha_the_only_difference(tiny_models):
+    h = tiny_models["llama"]
+    D = torch.nn.functional.normalize(torch.randn(h.n_layers, h.hidden_size), dim=1)
+    kw = dict(mean_norms=torch.full((h.n_layers,), 5.0), max_new_tokens=12, greedy=False, seed=3, temperature=1.0)
+    both = side_by_side(h, "duel", [0.0, 0.0, 2.0], 1, D, **kw)
+    assert both.rows[0].token_ids == both.rows[1].token_ids  # same alpha, same seed: same sample
+    alone = side_by_side(h, "duel", [2.0], 1, D, **kw)
+    assert alone.rows[0].token_ids == both.rows[2].token_ids
+    other_seed = side_by_side(h, "duel", [0.0], 1, D, **{**kw, "seed": 4})
+    assert other_seed.rows[0].token_ids != both.rows[0].token_ids
+
+
+def test_gumbel_sampler_draws_from_the_softmax():
+    torch.manual_seed(0)
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
+    s = SharedGumbelSampler(seed=0, temperature=1.0, top_p=1.0)
+    counts = torch.zeros(4)
+    for _ in range(4000):
+        counts[s(None, logits).argmax()] += 1
+    torch.testing.assert_close(counts / 4000, logits.softmax(-1)[0], atol=0.03, rtol=0)
+
+
+def test_max_new_tokens_is_capped(tiny_models):
+    h = tiny_models["llama"]
+    D = torch.randn(h.n_layers, h.hidden_size)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        side_by_side(h, "maze", [0.0], 1, D, mean_norms=torch.ones(h.n_layers), max_new_tokens=257)
+
+
+def test_stream_yields_growing_rows(tiny_models):
+    from empathy_core.generation import stream_side_by_side
+
+    h = tiny_models["qwen2"]
+    D = torch.nn.functional.normalize(torch.randn(h.n_layers, h.hidden_size), dim=1)
+    lengths = [[len(r.token_ids) for r in s.rows] for s in
+               stream_side_by_side(h, "protector", [0.0, 1.0], 2, D, mean_norms=torch.ones(h.n_layers), max_new_tokens=6)]
+    assert len(lengths) >= 2 and lengths[0] <= lengths[-1]
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 16, 40])
+def test_small_batch_linear_matches_stock_linear(rows):
+    from empathy_core.models import use_small_batch_linear
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(24, 40)
+    ref = torch.nn.Linear(24, 40)
+    ref.load_state_dict(lin.state_dict())
+    assert use_small_batch_linear(torch.nn.Sequential(lin)) == 1
+    x = torch.randn(rows, 1, 24)
+    if rows == 1:
+        assert torch.equal(lin(x), ref(x))  # one row keeps the stock path: bit-identical
+    torch.testing.assert_close(lin(x), ref(x), atol=1e-5, rtol=1e-5)
+
+
+def test_small_batch_linear_keeps_steering_exact(tiny_models):
+    from empathy_core.models import tiny_model, use_small_batch_linear
+
+    h = tiny_model("llama", tokenizer=tiny_models["llama"].tokenizer, seed=5)
+    use_small_batch_linear(h.model)
+    ids = _prompt(h)
+    alphas = [0.0, 2.0, -1.0]
+    vec = _vec(h)
+    with steer(h, vec, alphas):
+        toks_b, logits_b = gen(h, ids.repeat(3, 1), n=6)
+    for i, a in enumerate(alphas):
+        with steer(h, vec, a):
+            toks_1, logits_1 = gen(h, ids, n=6)
+        assert torch.equal(toks_b[i], toks_1[0])
+        assert (logits_b[i] - logits_1[0]).abs().max().item() <= 1e-4
