@@ -151,6 +151,18 @@ def cmd_export(a) -> int:
     return 0
 
 
+def cmd_precompute(a) -> int:
+    from .precompute import run_precompute
+    from .sweep import SweepSettings
+
+    s = SweepSettings()
+    if a.quick:  # a small slice, for smoke tests
+        s = SweepSettings(alphas=(-0.3, 0.0, 0.3), seeds=(0,), new_tokens=16, scenarios=("listener",))
+    timings = run_precompute(a.model, s, progress=True, root=a.out_dir)
+    print(f"precompute {a.model}: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
+    return 0
+
+
 def cmd_bench(a) -> int:
     from .bench import bench
 
@@ -195,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True)
     x.add_argument("--out-dir", type=Path, default=None, help="where probes live; default: precomputed/")
     x.set_defaults(func=cmd_export)
+
+    pc = sub.add_parser("precompute", help="detection, lexical ablation, steering sweep, judges: everything the app replays")
+    pc.add_argument("--model", required=True)
+    pc.add_argument("--quick", action="store_true", help="a small slice (smoke test), not the committed settings")
+    pc.add_argument("--out-dir", type=Path, default=None, help="default: precomputed/")
+    pc.set_defaults(func=cmd_precompute)
 
     b = sub.add_parser("bench", help="benchmark generation, steering, scoring, extraction and loading in one run")
     b.add_argument("--model", default="smollm2-135m")

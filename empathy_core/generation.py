@@ -56,14 +56,29 @@ class SharedGumbelSampler(LogitsProcessor):
     def __call__(self, input_ids, scores):
         s = scores.float() / self.temperature
         if self.top_p < 1:
-            sorted_s, idx = s.sort(dim=-1, descending=True)
-            cum = sorted_s.softmax(-1).cumsum(-1)
-            drop_sorted = cum - sorted_s.softmax(-1) > self.top_p  # keep the smallest set reaching top_p
-            drop = torch.zeros_like(drop_sorted).scatter(-1, idx, drop_sorted)
-            s = s.masked_fill(drop, float("-inf"))
+            s = s.masked_fill(self._top_p_drop(s), float("-inf"))
         u = torch.rand(s.shape[-1], generator=self.gen, dtype=torch.float64).clamp_(1e-12, 1 - 1e-12)
         g = (-torch.log(-torch.log(u))).to(s.dtype).to(s.device)  # (V,), the same for every row
         return s + g
+
+
+    def _top_p_drop(self, s: torch.Tensor, k: int = 512) -> torch.Tensor:
+        """Mask of tokens outside the smallest set whose probability reaches top_p.
+
+        Sorting a 262k-token vocabulary for every row at every step is slow, so the top k
+        are taken first; a row whose top k do not reach top_p falls back to a full sort.
+        """
+        probs = s.softmax(-1)
+        k = min(k, s.shape[-1])
+        top_p, top_i = probs.topk(k, dim=-1)  # sorted, descending
+        drop_top = top_p.cumsum(-1) - top_p > self.top_p  # exclusive cumulative mass past top_p
+        drop = torch.ones_like(probs, dtype=torch.bool).scatter(-1, top_i, drop_top)
+        short = top_p.sum(-1) <= self.top_p  # rows whose top k do not reach top_p
+        if short.any():
+            sp, si = probs[short].sort(dim=-1, descending=True)
+            full = torch.zeros_like(sp, dtype=torch.bool).scatter(-1, si, sp.cumsum(-1) - sp > self.top_p)
+            drop[short] = full
+        return drop
 
 
 class _Cancel(StoppingCriteria):
@@ -121,13 +136,13 @@ def readout(handle: ModelHandle, layer: int, direction: torch.Tensor, sink: list
         hd.remove()
 
 
-def build_prompt(handle: ModelHandle, prompt_or_scenario: str, moment: str = "") -> str:
+def build_prompt(handle: ModelHandle, prompt_or_scenario: str, moment: str = "", instruction: str = "") -> str:
     """A scenario id becomes its scenario prompt; any other string is the user's message
     (wrapped in the chat template for instruct models, used as-is for base models)."""
     if not isinstance(prompt_or_scenario, str) or not prompt_or_scenario.strip():
         raise ValueError("Give a scenario or a prompt.")
     if prompt_or_scenario in SCENARIO_IDS:
-        return render_prompt(handle.tokenizer, prompt_or_scenario, moment, use_chat=handle.is_chat)
+        return render_prompt(handle.tokenizer, prompt_or_scenario, moment, use_chat=handle.is_chat, instruction=instruction)
     if handle.is_chat:
         return handle.tokenizer.apply_chat_template([{"role": "user", "content": prompt_or_scenario}], tokenize=False,
                                                     add_generation_prompt=True)
@@ -160,13 +175,19 @@ _COMPUTE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="empathy-generat
 
 
 def _setup(handle, prompt_or_scenario, alphas, layer, direction, unit, mean_norms, max_new_tokens, greedy, seed,
-           temperature, top_p, moment):
+           temperature, top_p, moment, row_directions=None, instruction=""):
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
         raise ValueError(f"max_new_tokens must be an integer from 1 to {MAX_NEW_TOKENS}.")
     a = as_alphas(alphas)
     layers = [layer] if isinstance(layer, int) else list(layer)
-    vecs = steering_vectors(handle, {L: direction[L] if direction.ndim == 2 else direction for L in layers}, unit, mean_norms)
-    prompt = build_prompt(handle, prompt_or_scenario, moment)
+    if row_directions is not None:  # (B, H): one direction per row, e.g. probe rows beside random-direction rows
+        if row_directions.shape[0] != len(a):
+            raise ValueError(f"Got {row_directions.shape[0]} row directions for {len(a)} alphas.")
+        vecs = steering_vectors(handle, {L: row_directions for L in layers}, unit, mean_norms)
+    else:
+        vecs = steering_vectors(handle, {L: direction[L] if direction.ndim == 2 else direction for L in layers}, unit,
+                                mean_norms)
+    prompt = build_prompt(handle, prompt_or_scenario, moment, instruction)
     enc = handle.tokenizer(prompt, return_tensors="pt", add_special_tokens=not handle.is_chat)
     ids = enc["input_ids"].to(handle.device).repeat(len(a), 1)  # same prompt on every row: no padding
     if ids.shape[1] > 2048:
@@ -199,10 +220,10 @@ def _run(handle, plan: dict, on_step) -> None:
 
 def _plan(handle, prompt_or_scenario, alphas, layer, direction, unit="relative", mean_norms=None, readout_layer=None,
           readout_direction=None, max_new_tokens=64, greedy=True, seed=0, temperature=0.8, top_p=0.95, max_time=None,
-          positions: Positions = "all", moment="", min_new_tokens=0, cancel=None):
+          positions: Positions = "all", moment="", min_new_tokens=0, cancel=None, row_directions=None, instruction=""):
     a, layers, vecs, prompt, ids, processors, rows = _setup(
         handle, prompt_or_scenario, alphas, layer, direction, unit, mean_norms, max_new_tokens, greedy, seed,
-        temperature, top_p, moment)
+        temperature, top_p, moment, row_directions, instruction)
     r_layer = layers[0] if readout_layer is None else handle.check_layer(readout_layer)
     r_dir = readout_direction if readout_direction is not None else (direction[r_layer] if direction.ndim == 2 else direction)
     result = SideBySide(prompt=prompt, layer=layers[0], unit=unit, positions=positions, greedy=greedy, seed=seed, rows=rows)
@@ -283,15 +304,18 @@ def side_by_side(handle: ModelHandle, prompt_or_scenario: str, alphas: Sequence[
                  readout_direction: torch.Tensor | None = None, max_new_tokens: int = 64, greedy: bool = True,
                  seed: int = 0, temperature: float = 0.8, top_p: float = 0.95, max_time: float | None = None,
                  positions: Positions = "all", moment: str = "", min_new_tokens: int = 0,
-                 cancel: threading.Event | None = None) -> SideBySide:
+                 cancel: threading.Event | None = None, row_directions: torch.Tensor | None = None,
+                 instruction: str = "") -> SideBySide:
     """One batched generate call in the calling thread; returns one reply per alpha.
 
     ``direction`` is (H,) or an (L, H) probe matrix. ``readout_direction`` defaults to the
-    steering direction at ``readout_layer`` (default: the first steered layer).
+    steering direction at ``readout_layer`` (default: the first steered layer). ``row_directions``
+    (B, H) steers each row along its own direction (the readout still uses ``direction``).
+    ``instruction`` ("empathic" or "task") adds a prompting-baseline instruction to a scenario prompt.
     """
     result, plan = _plan(handle, prompt_or_scenario, alphas, layer, direction, unit, mean_norms, readout_layer,
                          readout_direction, max_new_tokens, greedy, seed, temperature, top_p, max_time, positions, moment,
-                         min_new_tokens, cancel)
+                         min_new_tokens, cancel, row_directions, instruction)
     col = _Collector(handle, result)
     t0 = time.perf_counter()
     _run(handle, plan, col.add)

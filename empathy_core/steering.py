@@ -72,9 +72,10 @@ def steering_vectors(handle: ModelHandle, directions: Mapping[int, torch.Tensor]
     out = {}
     for layer, d in directions.items():
         handle.check_layer(int(layer) if not isinstance(layer, bool) else layer)
-        d = torch.as_tensor(d, dtype=torch.float32).reshape(-1)
-        if d.numel() != handle.hidden_size:
-            raise ValueError(f"The direction has width {d.numel()}; {handle.key} has hidden size {handle.hidden_size}.")
+        d = torch.as_tensor(d, dtype=torch.float32)
+        d = d.reshape(-1) if d.ndim <= 1 or d.shape[0] == 1 else d  # (H,), or (B, H) for one vector per row
+        if d.shape[-1] != handle.hidden_size or d.ndim > 2:
+            raise ValueError(f"The direction has width {d.shape[-1]}; {handle.key} has hidden size {handle.hidden_size}.")
         if not torch.isfinite(d).all():
             raise ValueError("The direction contains NaN or infinite values.")
         if unit == "relative":
@@ -110,7 +111,8 @@ def steer(handle: ModelHandle, vectors: Mapping[int, torch.Tensor], alphas, posi
     """Add ``alphas[b] * vectors[L]`` to block L's output for every row b (see module docstring).
 
     Args:
-        vectors: {layer: (H,) vector}; build them with ``steering_vectors`` for units.
+        vectors: {layer: (H,) vector, or (B, H) with one vector per row}; build them with
+            ``steering_vectors`` for units.
         alphas: float or (B,) values; one per batch row, or one for all rows.
         positions: "all", "prompt" or "generated".
         prompt_len: the (padded) prompt length; positions >= prompt_len are generated.
@@ -124,11 +126,13 @@ def steer(handle: ModelHandle, vectors: Mapping[int, torch.Tensor], alphas, posi
     a = as_alphas(alphas)
     for layer, v in vectors.items():
         handle.check_layer(layer)
-        if v.numel() != handle.hidden_size:
-            raise ValueError(f"The direction has width {v.numel()}; {handle.key} has hidden size {handle.hidden_size}.")
+        if v.shape[-1] != handle.hidden_size or v.ndim > 2:
+            raise ValueError(f"The direction has shape {tuple(v.shape)}; {handle.key} has hidden size {handle.hidden_size}.")
     state = SteerState(prompt_len=prompt_len)
     dev, dt = handle.device, handle.dtype
-    vecs = {layer: v.to(device=dev, dtype=dt).reshape(1, 1, -1) for layer, v in vectors.items()}
+    # (1, 1, H) for one vector shared by all rows, or (B, 1, H) for one vector per row
+    vecs = {layer: v.to(device=dev, dtype=dt).reshape(-1 if v.ndim == 2 else 1, 1, handle.hidden_size)
+            for layer, v in vectors.items()}
     a_dev = a.to(device=dev, dtype=dt).reshape(-1, 1, 1)  # (B, 1, 1)
 
     def pre(module, args, kwargs):

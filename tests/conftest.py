@@ -52,3 +52,13 @@ def smol():
 @pytest.fixture(scope="session")
 def gemma():
     return real_model("gemma3-270m")
+
+
+@pytest.fixture(scope="session")
+def fresh_smol_detection(smol):
+    """The detection experiment rerun now with the committed settings: (committed, (probe, fresh))."""
+    from empathy_core import cli
+    from empathy_core.experiments import DetectionSettings, run_detection
+
+    committed = cli.load_detection("smollm2-135m")
+    return committed, run_detection(smol, DetectionSettings(**committed["settings"]))

@@ -11,7 +11,6 @@ import torch
 
 from empathy_core import cli, dataset
 from empathy_core.activations import extract
-from empathy_core.experiments import DetectionSettings, run_detection
 from tests.test_activations import _hook_reads
 
 pytestmark = pytest.mark.real
@@ -44,13 +43,6 @@ def test_real_batched_equals_one_at_a_time(smol):
     for i, t in enumerate(texts):
         one = extract(smol, [t], batch_size=1)
         assert (batched.pooled[i] - one.pooled[0]).abs().max().item() <= 1e-4
-
-
-@pytest.fixture(scope="module")
-def fresh_smol_detection(smol):
-    committed = cli.load_detection("smollm2-135m")
-    settings = DetectionSettings(**committed["settings"])
-    return committed, run_detection(smol, settings)
 
 
 def test_committed_detection_is_reproduced(fresh_smol_detection):

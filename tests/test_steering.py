@@ -257,3 +257,27 @@ def test_small_batch_linear_keeps_steering_exact(tiny_models):
             toks_1, logits_1 = gen(h, ids, n=6)
         assert torch.equal(toks_b[i], toks_1[0])
         assert (logits_b[i] - logits_1[0]).abs().max().item() <= 1e-4
+
+
+def test_per_row_vectors_match_separate_runs(tiny):
+    ids = _prompt(tiny)
+    v1, v2 = _vec(tiny, seed=1)[1], _vec(tiny, seed=2)[1]
+    with steer(tiny, {1: torch.stack([v1, v2])}, [1.0, 2.0]):
+        both = _logits(tiny, ids.repeat(2, 1))
+    with steer(tiny, {1: v1}, 1.0):
+        one = _logits(tiny, ids)
+    with steer(tiny, {1: v2}, 2.0):
+        two = _logits(tiny, ids)
+    torch.testing.assert_close(both[0], one[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(both[1], two[0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("k", [2, 5, 512])
+def test_top_p_fast_path_matches_a_full_sort(k):
+    torch.manual_seed(0)
+    s = SharedGumbelSampler(seed=0, temperature=1.0, top_p=0.9)
+    scores = torch.randn(4, 300) * 3
+    probs = scores.softmax(-1)
+    sp, si = probs.sort(dim=-1, descending=True)
+    want = torch.zeros_like(sp, dtype=torch.bool).scatter(-1, si, sp.cumsum(-1) - sp > 0.9)
+    assert torch.equal(s._top_p_drop(scores, k=k), want)

