@@ -1,0 +1,210 @@
+"""Plotly figures drawn from precomputed JSON (no model, no gradio).
+
+Every figure has an explicit height, uses the Okabe-Ito colour-blind-safe palette, and
+never carries meaning by colour alone: series also differ in dash pattern and marker
+symbol, and are named in the legend. ``figure_csv`` turns any figure's data into CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+
+import numpy as np
+import plotly.graph_objects as go
+
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
+SYMBOLS = ["circle", "square", "diamond", "triangle-up", "x", "star", "cross", "triangle-down"]
+HEIGHT = 420
+
+
+def _style(i: int) -> dict:
+    return {"line": {"color": OKABE_ITO[i % 8], "dash": DASHES[i % 6]}, "marker": {"symbol": SYMBOLS[i % 8], "size": 7}}
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = HEIGHT) -> go.Figure:
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=height, template="plotly_white",
+                      legend={"orientation": "h", "y": -0.25}, margin={"l": 60, "r": 20, "t": 50, "b": 40})
+    return fig
+
+
+def _band(x, lo, hi, name: str, color: str) -> list[go.Scatter]:
+    return [go.Scatter(x=list(x), y=list(hi), mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip",
+                       name=f"{name} upper"),
+            go.Scatter(x=list(x), y=list(lo), mode="lines", line={"width": 0}, fill="tonexty", fillcolor=color,
+                       name=name, hoverinfo="skip")]
+
+
+def layer_auroc_figure(detection: dict, reference: dict | None = None, show_reference: bool = False) -> go.Figure:
+    """Per-layer test AUROC with its bootstrap CI, the random-direction p95, and the controls."""
+    rows = detection["layers"]
+    x = [r["layer"] for r in rows]
+    fig = go.Figure()
+    for t in _band(x, [r["auroc_test_ci"][0] for r in rows], [r["auroc_test_ci"][1] for r in rows],
+                   "test AUROC 95% CI", "rgba(0,114,178,0.18)"):
+        fig.add_trace(t)
+    fig.add_trace(go.Scatter(x=x, y=[r["random_auroc_p95"] for r in rows], name="random directions, 95th percentile",
+                             mode="lines", line={"color": "#555555", "dash": "dot", "width": 2}))
+    series = [("test AUROC", "auroc_test"), ("leave-one-scenario-out AUROC", "loso_auroc_mean"),
+              ("lexically controlled AUROC", "lexical_auroc_test"), ("confound controls AUROC (0.5 = tone-blind)", "confound_auroc"),
+              ("test accuracy (train midpoint threshold)", "accuracy_test")]
+    for i, (name, key) in enumerate(series):
+        fig.add_trace(go.Scatter(x=x, y=[r[key] for r in rows], name=name, mode="lines+markers", **_style(i)))
+    fig.add_trace(go.Scatter(x=x, y=[r["cohens_d_test"] for r in rows], name="separation (Cohen's d, right axis)",
+                             mode="lines+markers", yaxis="y2", **_style(5)))
+    best = detection["best_layer"]
+    fig.add_vline(x=best, line={"color": "#000000", "dash": "dash", "width": 1},
+                  annotation_text=f"best layer {best} (dev AUROC)", annotation_position="top left")
+    if show_reference and reference:
+        for i, (model, ref) in enumerate(reference["test_auroc_by_layer"].items()):
+            pts = sorted((int(k), v) for k, v in ref["auroc"].items())
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers+lines",
+                                     name=f"{model}: reported by the original study", line={"color": "#999999", "dash": "dot"},
+                                     marker={"symbol": SYMBOLS[(i + 3) % 8], "size": 9, "color": "#999999"}))
+    _layout(fig, f"Detection by layer: {detection['model_key']}", "layer (output of decoder block, 0-based)", "AUROC / accuracy")
+    fig.update_layout(yaxis={"range": [0, 1.02]}, yaxis2={"title": "Cohen's d", "overlaying": "y", "side": "right",
+                                                          "showgrid": False})
+    return fig
+
+
+def depth_figure(cross_model: dict, reference: dict | None = None, show_reference: bool = True) -> go.Figure:
+    """Test AUROC against relative depth (layer / number of layers) for every model with results."""
+    fig = go.Figure()
+    for i, (key, m) in enumerate(cross_model["auroc_by_relative_depth"].items()):
+        pts = m["by_depth"]
+        fig.add_trace(go.Scatter(x=[p["relative_depth"] for p in pts], y=[p["auroc_test"] for p in pts], name=f"{key} (ours)",
+                                 mode="lines+markers", **_style(i)))
+    if show_reference and reference:
+        for i, (model, ref) in enumerate(reference["test_auroc_by_layer"].items()):
+            pts = sorted((int(k), v) for k, v in ref["auroc"].items())
+            fig.add_trace(go.Scatter(x=[(k + 1) / ref["n_layers"] for k, _ in pts], y=[v for _, v in pts], mode="markers+lines",
+                                     name=f"{model} (reported by the original study)",
+                                     line={"color": "#999999", "dash": DASHES[(i + 2) % 6]},
+                                     marker={"symbol": SYMBOLS[(i + 4) % 8], "size": 9, "color": "#999999"}))
+    fig.add_hline(y=0.5, line={"color": "#555555", "dash": "dot"}, annotation_text="chance")
+    _layout(fig, "Detection AUROC by relative depth", "relative depth ((layer + 1) / number of layers)", "test AUROC")
+    fig.update_layout(yaxis={"range": [0.3, 1.02]}, xaxis={"range": [0, 1.02]})
+    return fig
+
+
+def agreement_figure(cross_model: dict) -> go.Figure:
+    """Scatter of the two models' best-layer probe scores on the same generated texts."""
+    fig = go.Figure()
+    for i, a in enumerate(cross_model.get("score_agreement", [])):
+        pts = np.array([[p[0], p[1]] for p in a["points"]])
+        fig.add_trace(go.Scatter(x=pts[:, 0], y=pts[:, 1], mode="markers", marker={"symbol": SYMBOLS[i], "color": OKABE_ITO[i],
+                                                                                     "size": 6, "opacity": 0.6},
+                                 name=f"texts generated by {a['texts_from']}: r = {a['pearson']:.2f}, ρ = {a['spearman']:.2f}"))
+    _layout(fig, "Do two models' probes agree on the same texts?", "probe score of the generating model",
+            "probe score of the other model")
+    return fig
+
+
+def dose_response_figure(steering: dict, scenario: str | None = None, layer: int | None = None,
+                         measure: str = "ensemble_mean") -> go.Figure:
+    """Judge-ensemble score vs alpha (mean over seeds with a t 95% CI), probe direction vs random direction."""
+    fig = go.Figure()
+    layer = steering["best_detection_layer"] if layer is None else layer
+    for i, cond in enumerate(("probe", "random")):
+        rows = [d for d in steering["dose_response"] if d["condition"] == cond and d["layer"] == layer
+                and (scenario is None or d["scenario"] == scenario)]
+        alphas = sorted({d["alpha"] for d in rows})
+        means, lo, hi = [], [], []
+        for a in alphas:
+            cell = [d for d in rows if d["alpha"] == a]
+            m = float(np.mean([d[measure] for d in cell]))
+            if len(cell) == 1 and cell[0].get("ensemble_ci") and measure == "ensemble_mean":
+                lo.append(m - cell[0]["ensemble_ci"][0])
+                hi.append(cell[0]["ensemble_ci"][1] - m)
+            else:  # mean over scenarios: t interval of the per-scenario means
+                v = np.array([d[measure] for d in cell])
+                from scipy import stats
+
+                half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
+                lo.append(half)
+                hi.append(half)
+            means.append(m)
+        name = "empathy direction" if cond == "probe" else "random direction (control)"
+        fig.add_trace(go.Scatter(x=alphas, y=means, name=name, mode="lines+markers",
+                                 error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}, **_style(i)))
+    where = scenario or "all scenarios"
+    _layout(fig, f"Dose-response at layer {layer} ({where})", "α (relative units)", measure.replace("_", " "))
+    return fig
+
+
+def success_figure(steering: dict) -> go.Figure:
+    """Success rates with Wilson 95% CIs for alpha > 0 and alpha < 0, beside the controls."""
+    order = [("probe", "empathy direction"), ("random", "random direction"), ("prompt_empathic", "prompt: be empathic"),
+             ("prompt_task", "prompt: focus on the task")]
+    fig = go.Figure()
+    for i, sign in enumerate(("pos", "neg")):
+        xs, ys, lo, hi = [], [], [], []
+        for cond, label in order:
+            r = next((r for r in steering["rates"] if r["condition"] == cond and r["layer"] == "all" and r["sign"] == sign), None)
+            if r is None:
+                continue
+            xs.append(label)
+            ys.append(r["rate"])
+            lo.append(r["rate"] - r["ci"][0])
+            hi.append(r["ci"][1] - r["rate"])
+        fig.add_trace(go.Bar(x=xs, y=ys, name="α > 0 (toward empathy)" if sign == "pos" else "α < 0 (away from empathy)",
+                             marker={"color": OKABE_ITO[i], "pattern": {"shape": "" if sign == "pos" else "/"}},
+                             error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}))
+    _layout(fig, "Steering success (judge ensemble moved ≥ δ the right way, and coherent)", "", "success rate")
+    fig.update_layout(barmode="group", yaxis={"range": [0, 1]})
+    return fig
+
+
+def coherence_figure(steering: dict) -> go.Figure:
+    fig = go.Figure()
+    for i, layer in enumerate(sorted({d["layer"] for d in steering["dose_response"] if d["condition"] == "probe"})):
+        rows = [d for d in steering["dose_response"] if d["condition"] == "probe" and d["layer"] == layer]
+        alphas = sorted({d["alpha"] for d in rows})
+        fig.add_trace(go.Scatter(x=alphas, y=[float(np.mean([d["coherent_rate"] for d in rows if d["alpha"] == a])) for a in alphas],
+                                 name=f"layer {layer}", mode="lines+markers", **_style(i)))
+    _layout(fig, "Coherent outputs vs α (empathy direction)", "α (relative units)", "share coherent")
+    fig.update_layout(yaxis={"range": [0, 1.02]})
+    return fig
+
+
+def layer_scores_figure(scores, best_layer: int | None = None, title: str = "Probe score by layer") -> go.Figure:
+    scores = [float(s) for s in scores]
+    fig = go.Figure(go.Scatter(x=list(range(len(scores))), y=scores, mode="lines+markers", name="score", **_style(0)))
+    if best_layer is not None:
+        fig.add_vline(x=best_layer, line={"color": "#000000", "dash": "dash", "width": 1},
+                      annotation_text=f"best layer {best_layer}")
+    return _layout(fig, title, "layer", "projection on the empathy direction", height=320)
+
+
+def token_heatmap_html(tokens: list[str], scores, center: float = 0.0) -> str:
+    """Tokens shaded by score: blue above ``center`` (more empathic), orange below, with the
+    value in each token's title and a +/- sign, so colour is not the only cue. Readable on
+    light and dark themes (dark text on light tints)."""
+    s = np.asarray(scores, dtype=float) - center
+    scale = float(np.abs(s).max()) or 1.0
+    spans = []
+    for tok, v in zip(tokens, s):
+        a = min(1.0, abs(v) / scale) * 0.85
+        rgb = "0,114,178" if v >= 0 else "213,94,0"
+        sign = "+" if v >= 0 else "−"
+        spans.append(f'<span title="{sign}{abs(v):.2f}" style="background:rgba({rgb},{a:.2f});color:#111;'
+                     f'padding:1px 2px;border-radius:3px;margin:1px;display:inline-block">{html.escape(tok)}</span>')
+    legend = ('<div style="font-size:12px;margin-top:6px">shading: <span style="background:rgba(0,114,178,0.6);color:#111;'
+              'padding:1px 4px">+ more empathic</span> <span style="background:rgba(213,94,0,0.6);color:#111;padding:1px 4px">'
+              '− less empathic</span> (hover a token for its score)</div>')
+    return f'<div style="line-height:2;background:#fafafa;padding:8px;border-radius:6px">{"".join(spans)}</div>{legend}'
+
+
+def figure_csv(fig: go.Figure) -> str:
+    """The data of every trace as long-format CSV: trace, x, y."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["trace", "x", "y"])
+    for t in fig.data:
+        if t.x is None or t.y is None:
+            continue
+        for x, y in zip(t.x, t.y):
+            w.writerow([t.name, x, y])
+    return buf.getvalue()
