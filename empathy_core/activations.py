@@ -5,8 +5,8 @@ Layer convention (used everywhere in this project):
     For L < n_layers - 1 this equals ``output_hidden_states[L + 1]``. The last entry of
     ``output_hidden_states`` has the model's final norm applied in most HF models, so it
     is *not* block n_layers - 1's output; we read that block through a hook instead.
-    llama.cpp numbers control-vector layers from 1 (``direction.1`` is block 0); see
-    ``export.py``.
+    llama.cpp's control vectors use the same numbering (``direction.N`` is added to block
+    N's output; it has no slot for block 0); see ``export.py``.
 
 Poolings:
     mean  mean over the text's own tokens, special tokens (BOS etc.) excluded (default)

@@ -174,6 +174,16 @@ def cmd_bench(a) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m empathy_core", description="Empathy probes: extract, score, steer.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -182,10 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True)
     e.add_argument("--method", default="mean_diff", choices=["mean_diff", "logistic", "pca"])
     e.add_argument("--pooling", default="mean", choices=["mean", "last", "chat"])
-    e.add_argument("--n-boot", type=int, default=1000)
-    e.add_argument("--n-random", type=int, default=200)
+    e.add_argument("--n-boot", type=positive_int, default=1000)
+    e.add_argument("--n-random", type=positive_int, default=200)
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--batch-size", type=int, default=16)
+    e.add_argument("--batch-size", type=positive_int, default=16)
     e.add_argument("--out-dir", type=Path, default=None, help="default: precomputed/")
     e.set_defaults(func=cmd_extract)
 
@@ -216,9 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmark generation, steering, scoring, extraction and loading in one run")
     b.add_argument("--model", default="smollm2-135m")
-    b.add_argument("--new-tokens", type=int, default=48)
-    b.add_argument("--repeats", type=int, default=3)
-    b.add_argument("--n", type=int, default=100, help="texts for the extraction benchmark")
+    b.add_argument("--new-tokens", type=positive_int, default=48)
+    b.add_argument("--repeats", type=positive_int, default=3)
+    b.add_argument("--n", type=positive_int, default=100, help="texts for the extraction benchmark")
     b.add_argument("--json", default=None)
     b.set_defaults(func=cmd_bench)
     return p
@@ -231,8 +241,9 @@ def main(argv=None) -> int:
     except CLIError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, KeyError, OSError) as exc:  # bad values, malformed files, unwritable paths
+        msg = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        print(f"error: {msg}", file=sys.stderr)
         return 2
     except Exception as exc:  # ModelUnavailable and friends: a message, not a traceback
         from .models import ModelUnavailable

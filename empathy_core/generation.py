@@ -129,11 +129,12 @@ def readout(handle: ModelHandle, layer: int, direction: torch.Tensor, sink: list
         sink.append((h[:, -1].float() @ d).cpu())
         return None
 
-    hd = handle.layers[handle.check_layer(layer)].register_forward_hook(hook)
-    try:
-        yield sink
-    finally:
-        hd.remove()
+    with handle.lock:
+        hd = handle.layers[handle.check_layer(layer)].register_forward_hook(hook)
+        try:
+            yield sink
+        finally:
+            hd.remove()
 
 
 def build_prompt(handle: ModelHandle, prompt_or_scenario: str, moment: str = "", instruction: str = "") -> str:
@@ -290,6 +291,9 @@ def stream_side_by_side(handle: ModelHandle, prompt_or_scenario: str, alphas: Se
                 break
             col.add(step)
             col.decode()
+            scores = list(plan["scores"])  # appended by the generation thread before the next step is queued
+            for b, row in enumerate(result.rows):
+                row.token_scores = [float(x[b]) for x in scores[: len(row.token_ids)]]
             result.seconds = time.perf_counter() - t0
             yield result
     finally:

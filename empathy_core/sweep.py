@@ -112,16 +112,27 @@ def judge_records(records: list[dict], handle, ensemble, self_probe, self_layer:
         r["coherence"] = coherence(r["text"], ppl[i])
 
 
+def _finite_median(values) -> float | None:
+    """Median of the finite values (an empty output has no perplexity); None if there are none."""
+    v = [x for x in values if x is not None and np.isfinite(x)]
+    return float(np.median(v)) if v else None
+
+
 def _rate(successes: list[bool]) -> dict:
     n, k = len(successes), int(sum(successes))
     lo, hi = metrics.wilson_ci(k, n)
     return {"n": n, "successes": k, "rate": k / n if n else None, "ci": [lo, hi]}
 
 
-def success_table(records: list[dict], s: SweepSettings) -> dict:
+def success_table(records: list[dict], s: SweepSettings, probe_layer: int | None = None) -> dict:
     """Success rates (Wilson CIs) by condition, layer and alpha sign; dose-response; coherence vs alpha."""
+    if 0.0 not in s.alphas:
+        raise ValueError("The sweep's alphas must include 0: success is measured against the alpha = 0 row.")
     base = {(r["scenario"], r["layer"], r["seed"]): r for r in records if r["condition"] == "probe" and r["alpha"] == 0}
-    base_by_seed = {(r["scenario"], r["seed"]): r for r in records if r["condition"] == "probe" and r["alpha"] == 0}
+    # The prompting baseline is compared with the alpha = 0 row of the probe layer's call (alpha = 0
+    # rows are the same in every layer's call, since nothing is added).
+    ref_layer = probe_layer if probe_layer is not None else min(r["layer"] for r in base.values())
+    base_by_seed = {(sc, sd): r for (sc, L, sd), r in base.items() if L == ref_layer}
 
     def success(r, ref) -> bool:
         move = r["judges"]["ensemble"] - ref["judges"]["ensemble"]
@@ -137,9 +148,7 @@ def success_table(records: list[dict], s: SweepSettings) -> dict:
             groups[(r["condition"], r["layer"], sign)].append(ok)
             groups[(r["condition"], "all", sign)].append(ok)
         elif r["condition"].startswith("prompt_"):
-            refs = [base_by_seed[(r["scenario"], r["seed"])]] if (r["scenario"], r["seed"]) in base_by_seed else []
-            # the prompting baseline is compared with the alpha = 0 row of the best layer's call
-            ok = success(r, refs[0]) if refs else False
+            ok = success(r, base_by_seed[(r["scenario"], r["seed"])])
             r["success"] = ok
             groups[(r["condition"], "all", "pos" if r["condition"] == "prompt_empathic" else "neg")].append(ok)
     rates = [{"condition": c, "layer": L, "sign": sg, **_rate(v)} for (c, L, sg), v in sorted(groups.items(), key=str)]
@@ -159,7 +168,7 @@ def success_table(records: list[dict], s: SweepSettings) -> dict:
                          "cross_model_mean": float(np.mean([x["judges"]["cross_model"] for x in rs])),
                          "lexicon_mean": float(np.mean([x["judges"]["lexicon"] for x in rs])),
                          "coherent_rate": float(np.mean([x["coherence"]["coherent"] for x in rs])),
-                         "perplexity_median": float(np.median([x["coherence"]["perplexity"] or np.inf for x in rs])),
+                         "perplexity_median": _finite_median([x["coherence"]["perplexity"] for x in rs]),
                          "distinct2_mean": float(np.mean([x["coherence"]["distinct2"] for x in rs])),
                          "repetition_mean": float(np.mean([x["coherence"]["repetition"] for x in rs])),
                          "empty_rate": float(np.mean([x["coherence"]["empty"] for x in rs]))})
@@ -171,6 +180,10 @@ def success_table(records: list[dict], s: SweepSettings) -> dict:
             by_layer[x["layer"]].append(x["rate"] or 0.0)
         best_steer = max(by_layer, key=lambda L: (np.mean(by_layer[L]), -L))
     return {"rates": rates, "dose_response": dose, "best_steering_layer": best_steer,
+            "best_steering_layer_rule": "highest mean success rate of the empathy direction over both alpha signs; "
+                                        "chosen on the same sweep it is reported on (in-sample)",
+            "ci_note": "Wilson intervals treat rows as independent; rows that share a scenario and seed share their "
+                       "alpha = 0 reference, so the intervals are somewhat too narrow",
             "success_rule": f"sign(alpha) * (ensemble(alpha) - ensemble(0), same scenario/layer/seed) >= {s.delta} and coherent"}
 
 

@@ -109,3 +109,18 @@ def test_module_entry_point_prints_help():
 def test_wrong_layer_is_a_clear_error(tiny_models):
     with pytest.raises(ValueError, match="out of range.*layers 0 to 3"):
         tiny_models["llama"].check_layer(4)
+
+
+@pytest.mark.parametrize("args", [["--n-boot", "0"], ["--batch-size", "-1"], ["--n-random", "x"]])
+def test_extract_rejects_non_positive_counts(args, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["extract", "--model", "smollm2-135m", *args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and ("must be at least 1" in err or "whole number" in err)
+
+
+def test_unwritable_output_is_a_clear_error(extracted, tiny_dir, tmp_path, capsys):
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"text": "hello"}\n')
+    rc = cli.main(["score", "--model", str(tiny_dir), "--in", str(inp), "--out", str(tmp_path), "--out-dir", str(extracted)])
+    assert rc == 2 and "error:" in capsys.readouterr().err
