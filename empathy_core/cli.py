@@ -155,6 +155,12 @@ def cmd_precompute(a) -> int:
     from .precompute import run_precompute
     from .sweep import SweepSettings
 
+    if a.refresh:
+        from .precompute import refresh_summaries
+
+        refresh_summaries(a.model, a.out_dir)
+        print(f"Refreshed the summaries of {a.model} from its stored generations.")
+        return 0
     s = SweepSettings()
     if a.quick:  # a small slice, for smoke tests
         s = SweepSettings(alphas=(-0.3, 0.0, 0.3), seeds=(0,), new_tokens=16, scenarios=("listener",))
@@ -221,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     pc = sub.add_parser("precompute", help="detection, lexical ablation, steering sweep, judges: everything the app replays")
     pc.add_argument("--model", required=True)
     pc.add_argument("--quick", action="store_true", help="a small slice (smoke test), not the committed settings")
+    pc.add_argument("--refresh", action="store_true",
+                    help="recompute summaries (lexical ablation, success rates, cross-model, manifest) from stored results")
     pc.add_argument("--out-dir", type=Path, default=None, help="default: precomputed/")
     pc.set_defaults(func=cmd_precompute)
 

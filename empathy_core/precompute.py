@@ -187,6 +187,27 @@ def run_precompute(key: str, settings=None, progress: bool = True, root: Path | 
     return timings
 
 
+def refresh_summaries(key: str, root: Path | None = None) -> None:
+    """Recompute what is derived from stored results (lexical ablation, success rates,
+    dose-response, cross-model, manifest) without generating or judging again."""
+    from .sweep import SweepSettings, success_table
+
+    root = root or PRECOMPUTED
+    handle = load_model(key)
+    out = model_dir(handle.key, root)
+    probe = load_probe(handle.key, root)
+    write_json(out / "lexical_ablation.json", lexical_ablation(handle, probe))
+    f = out / "steering.json"
+    if f.exists():
+        st = json.loads(f.read_text())
+        s = SweepSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in st["settings"].items()})
+        st.update(success_table(st["generations"], s, probe_layer=st["best_detection_layer"]))
+        write_json(f, st)
+    write_cross_model(root)
+    write_reference_study(root)
+    write_manifest(root)
+
+
 def write_cross_model(root: Path) -> None:
     models = {}
     for key in BUNDLED:
