@@ -87,7 +87,7 @@ def measure_extraction(handle, n_texts: int = 100, repeats: int = 3) -> dict:
     texts = [t for p in pairs for t in (p.empathic, p.task)][:n_texts]
     extract(handle, texts[:8], batch_size=8)  # warm-up
     batched = median_time(lambda: extract(handle, texts, batch_size=16), repeats, 0)
-    single = median_time(lambda: extract(handle, texts, batch_size=1), 1, 0)
+    single = median_time(lambda: extract(handle, texts, batch_size=1), repeats, 0)
     return {"extract_n_texts": len(texts), "extract_batched_s": round(batched, 3),
             "extract_one_at_a_time_s": round(single, 3), "ratio_extract_one_at_a_time_over_batched": round(single / batched, 2)}
 
@@ -120,7 +120,7 @@ def measure_generation(handle, probe, layer: int, new_tokens: int = 48, repeats:
     t_single = median_time(sbs([alpha]), repeats)
     t_pair = median_time(sbs([0.0, alpha]), repeats)
     t_strip = median_time(sbs(strip), repeats)
-    t_seq = median_time(lambda: [sbs([a])() for a in strip], max(1, repeats - 2), 0)
+    t_seq = median_time(lambda: [sbs([a])() for a in strip], repeats, 0)  # warm already
     return {
         "new_tokens": new_tokens, "steer_layer": layer, "alpha_relative": alpha,
         "plain_tok_s": round(new_tokens / t_plain, 2), "steered_tok_s": round(new_tokens / t_steer, 2),
