@@ -1,5 +1,5 @@
 # Two commands set up everything on a fresh machine:
-#   make demo   create .venv, install, launch the app (arrives with the app issue)
+#   make demo   create .venv, install, launch the app at http://127.0.0.1:7860 on smollm2-135m (offline)
 #   make test   create .venv, install, run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,6 +15,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt Makefile
 
 install: $(VENV)/.installed
 
+demo: $(VENV)/.installed
+	$(PY) app.py
+
 test: $(VENV)/.installed
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -24,4 +27,7 @@ test-fast: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m empathy_core bench --model smollm2-135m --json bench.json
 
-.PHONY: install test test-fast bench
+bench-app: $(VENV)/.installed
+	$(PY) -m empathy_core bench-app --json bench-app.json
+
+.PHONY: install demo test test-fast bench bench-app

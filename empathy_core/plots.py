@@ -178,6 +178,23 @@ def layer_scores_figure(scores, best_layer: int | None = None, title: str = "Pro
     return _layout(fig, title, "layer", "projection on the empathy direction", height=320)
 
 
+def live_dose_figure(alphas, probe_scores, judge_probs, probe_layer: int) -> go.Figure:
+    """Score vs alpha for one batched dose-response call: the probe score (left axis) and the
+    judge's probability of "empathic" (right axis)."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=list(alphas), y=[float(v) for v in probe_scores], mode="lines+markers",
+                             name=f"probe score (layer {probe_layer}, left axis)", **_style(0)))
+    if any(p is not None for p in judge_probs):
+        fig.add_trace(go.Scatter(x=list(alphas), y=[None if p is None else float(p) for p in judge_probs],
+                                 mode="lines+markers", yaxis="y2", name="judge P(empathic) (MiniLM classifier, right axis)",
+                                 **_style(1)))
+    fig.add_vline(x=0, line={"color": "#555555", "dash": "dot", "width": 1}, annotation_text="α = 0")
+    _layout(fig, "This prompt: score vs α", "α (relative units)", "probe score", height=340)
+    fig.update_layout(yaxis2={"title": "judge P(empathic)", "overlaying": "y", "side": "right", "range": [0, 1],
+                              "showgrid": False})
+    return fig
+
+
 def token_heatmap_html(tokens: list[str], scores, center: float = 0.0) -> str:
     """Tokens shaded by score: blue above ``center`` (more empathic), orange below, with the
     value in each token's title and a +/- sign, so colour is not the only cue. Readable on

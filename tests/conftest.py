@@ -62,3 +62,39 @@ def fresh_smol_detection(smol):
 
     committed = cli.load_detection("smollm2-135m")
     return committed, run_detection(smol, DetectionSettings(**committed["settings"]))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_server():
+    """The app, launched in this process on the bundled SmolLM2, once warm: (service, url)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import app
+    from empathy_core.service import Service
+
+    svc = Service("smollm2-135m")
+    svc.start()
+    demo = app.build_app(svc)
+    port = free_port()
+    app.launch(demo, port=port, prevent_thread_lock=True, quiet=True)
+    status = svc.wait_ready(timeout=600)
+    assert status.state == "ready", status.message
+    yield svc, f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="session")
+def client(app_server):
+    from gradio_client import Client
+
+    return Client(app_server[1], verbose=False)

@@ -1,0 +1,79 @@
+"""Tab 1: score any text with the probe, live, layer by layer and token by token."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ..plots import layer_scores_figure, token_heatmap_html
+from ..service import MAX_TEXT_CHARS, MAX_TEXT_TOKENS, ScoreResult, Service, examples
+from .common import MODEL_EVENT, Slider, csv_file, friendly, gpu
+
+INTRO = (f"Type or pick a reply an agent might write in one of the games. One forward pass projects every layer's "
+         f"hidden states on that layer's empathy direction. Up to {MAX_TEXT_TOKENS} tokens.")
+
+
+def verdict_markdown(svc: Service, r: ScoreResult) -> str:
+    v = r.verdict
+    lines = []
+    if "probability" in v:
+        lines.append(f"### {'Empathic' if v['label'] == 'empathic' else 'Task-focused'}: "
+                     f"P(empathic) = {v['probability']:.2f}")
+        lines.append(f"Score **{v['score']:.2f}** at layer {v['layer']} (the best layer by dev-split AUROC). "
+                     f"P is a Platt calibration of that score fitted on the dev split"
+                     + (f"; the plain threshold (midpoint of the train class means) is {v['threshold']:.2f}." if "threshold" in v else "."))
+    else:
+        lines.append(f"### Score {v['score']:.2f} at layer {v['layer']}")
+        lines.append("Your uploaded direction has no calibration, so there is no probability.")
+    det = svc.detection(r.model)
+    if det and r.best_layer is not None:
+        row = det["layers"][r.best_layer]
+        lo, hi = row["auroc_test_ci"]
+        lines.append(f"How much to trust it: at this layer the probe's test AUROC is {row['auroc_test']:.2f} "
+                     f"[{lo:.2f}, {hi:.2f}] and random directions reach {row['random_auroc_p95']:.2f} (95th percentile). "
+                     f"A hint, not a measurement of empathy.")
+    lines.append(f"*{r.model}, {len(r.tokens)} tokens, {r.seconds * 1000:.0f} ms.*")
+    return "\n\n".join(lines)
+
+
+def build(svc: Service, model: gr.Dropdown, info: dict) -> dict:
+    n_layers = info.get("n_layers", 32)
+    best = info.get("best_layer", n_layers // 2)
+    with gr.Tab("Probe: live scoring", id="probe"):
+        gr.Markdown(INTRO)
+        with gr.Row():
+            with gr.Column(scale=3):
+                text = gr.Textbox(label="Text to score", lines=4, max_length=MAX_TEXT_CHARS,
+                                  placeholder="e.g. I stopped at the door and asked if they were okay before finishing.")
+                ex = examples()
+                gr.Examples(examples=[[t] for _, _, t in ex], inputs=[text],
+                            example_labels=[f"{title} · {label}" for title, label, _ in ex], label="Examples (test split)")
+            with gr.Column(scale=2):
+                layer = Slider(0, n_layers - 1, step=1, value=best, label="Heatmap layer")
+                upload = gr.File(label="Your own direction or probe (optional, .safetensors)", file_types=[".safetensors"],
+                                 type="filepath")
+                go_btn = gr.Button("Score", variant="primary")
+        verdict = gr.Markdown(elem_id="probe-verdict")
+        with gr.Row():
+            with gr.Column():
+                chart = gr.Plot(label="Score by layer", elem_id="probe-chart")
+                chart_csv = gr.File(label="Chart data (CSV)")
+            with gr.Column():
+                gr.Markdown("**Token by token** at the chosen layer: each token's projection, relative to the probe's "
+                            "threshold at that layer.")
+                heat = gr.HTML(elem_id="probe-heatmap")
+
+    @gpu
+    @friendly
+    def score(key, txt, lyr, up):
+        r = svc.score(key, txt, lyr, up)
+        fig = layer_scores_figure(r.per_layer, r.best_layer, title=f"Probe score by layer ({r.model})")
+        center = 0.0
+        if not up and svc.has_results(r.model):
+            center = float(svc.probe(r.model).thresholds[r.layer])
+        html = f"<div><b>Layer {r.layer}</b></div>" + token_heatmap_html(r.tokens, r.token_scores, center=center)
+        return verdict_markdown(svc, r), fig, html, csv_file(svc, fig, "probe-scores")
+
+    args = dict(fn=score, inputs=[model, text, layer, upload], outputs=[verdict, chart, heat, chart_csv], **MODEL_EVENT)
+    go_btn.click(api_name="score", **args)
+    text.submit(api_visibility="undocumented", api_name="score_submit", **args)
+    return {"layer": layer}
