@@ -24,6 +24,8 @@ from empathy_core.ui.common import MODEL_EVENT, REPLAY_EVENT, friendly, gpu  # n
 
 ROOT = Path(__file__).resolve().parent
 QUEUE_SIZE = int(os.environ.get("EMPATHY_QUEUE_SIZE", "64"))
+# System fonts only: a classroom machine may be offline, and web fonts would be fetched from Google.
+THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 CSS = """
 #status-line {font-size: 0.95em}
 .gradio-container {max-width: 1280px !important}
@@ -97,7 +99,7 @@ def build_app(svc: Service) -> gr.Blocks:
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, **kw):
     return demo.launch(server_name=host, server_port=port, ssr_mode=False, run_history=False, enable_monitoring=False,
-                       show_error=True, max_file_size="16mb", theme=gr.themes.Soft(), css=CSS, **kw)
+                       show_error=True, max_file_size="16mb", theme=THEME, css=CSS, **kw)
 
 
 def main(argv=None) -> None:

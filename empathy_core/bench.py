@@ -148,3 +148,72 @@ def bench(key: str = "smollm2-135m", new_tokens: int = 48, repeats: int = 3, n_t
     res.update(measure_scoring(handle, dataset.load_pairs()[0].empathic, repeats=max(5, repeats)))
     res.update(measure_extraction(handle, n_texts, repeats))
     return res
+
+
+def bench_app(port: int = 7899, repeats: int = 3, new_tokens: int = 64, timeout: float = 600.0) -> dict:
+    """Start ``python app.py`` as a fresh process and time what a visitor waits for.
+
+    time to first page   process start -> the page's HTML answers 200 (charts replay from JSON)
+    time to model ready  process start -> the status endpoint says Ready (load + warm-up + judge)
+    side-by-side latency one /steer request (baseline + steered, 64 new tokens, greedy), end to end
+                         through the HTTP API, median of ``repeats``; beside it the generation time
+                         the app itself reports, and the per-request overhead as a ratio
+    score latency        one /score request (one forward pass + chart), median of ``repeats``
+    """
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    from gradio_client import Client
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"app.py exited with status {proc.returncode}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200 and b"<html" in r.read().lower():
+                        break
+            except OSError:
+                pass
+            if time.perf_counter() - t0 > timeout:
+                raise TimeoutError("the page did not answer")
+            time.sleep(0.1)
+        first_page = time.perf_counter() - t0
+        client = Client(url, verbose=False)
+        while "Ready" not in client.predict(api_name="/status"):
+            if time.perf_counter() - t0 > timeout:
+                raise TimeoutError("the model did not become ready")
+            time.sleep(0.2)
+        ready = time.perf_counter() - t0
+        prompt = "Game chat:\n[User] I had a rough day and nobody answers me.\n\nWhat do you do now?"
+        steer_s, gen_s, tokens = [], [], []
+        for i in range(repeats):
+            t = time.perf_counter()
+            out = client.predict("smollm2-135m", "listener", prompt, 0.2, 19, new_tokens, i, True, None,
+                                 api_name="/steer")
+            steer_s.append(time.perf_counter() - t)
+            saved = json.loads(Path(out[6]).read_text())
+            gen_s.append(saved["seconds"])
+            tokens.append(saved["new_tokens"])
+        score_s = []
+        for i in range(repeats):
+            t = time.perf_counter()
+            client.predict("smollm2-135m", f"I waited with them until they felt safe ({i}).", 10, None, api_name="/score")
+            score_s.append(time.perf_counter() - t)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    steer, gen = statistics.median(steer_s), statistics.median(gen_s)
+    return {"time_to_first_page_s": round(first_page, 2), "time_to_model_ready_s": round(ready, 2),
+            "side_by_side_64_tokens_request_s": round(steer, 2), "side_by_side_64_tokens_generation_s": round(gen, 2),
+            "new_tokens_per_row": statistics.median(tokens), "request_over_generation_ratio": round(steer / gen, 2),
+            "score_request_s": round(statistics.median(score_s), 3), "repeats": repeats}

@@ -180,6 +180,17 @@ def cmd_bench(a) -> int:
     return 0
 
 
+def cmd_bench_app(a) -> int:
+    from .bench import bench_app
+
+    res = bench_app(port=a.port, repeats=a.repeats)
+    for k, v in res.items():
+        print(f"{k:40s} {v}")
+    if a.json:
+        write_json(Path(a.json), res)
+    return 0
+
+
 def positive_int(text: str) -> int:
     try:
         n = int(text)
@@ -239,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n", type=positive_int, default=100, help="texts for the extraction benchmark")
     b.add_argument("--json", default=None)
     b.set_defaults(func=cmd_bench)
+
+    ba = sub.add_parser("bench-app", help="time the app: first page, model ready, a 64-token side-by-side request")
+    ba.add_argument("--port", type=positive_int, default=7899)
+    ba.add_argument("--repeats", type=positive_int, default=3)
+    ba.add_argument("--json", default=None)
+    ba.set_defaults(func=cmd_bench_app)
     return p
 
 

@@ -45,6 +45,9 @@ def layer_auroc_figure(detection: dict, reference: dict | None = None, show_refe
     for t in _band(x, [r["auroc_test_ci"][0] for r in rows], [r["auroc_test_ci"][1] for r in rows],
                    "test AUROC 95% CI", "rgba(0,114,178,0.18)"):
         fig.add_trace(t)
+    for t in _band(x, [r["random_auroc_mean"] for r in rows], [r["random_auroc_p95"] for r in rows],
+                   "random directions: mean to 95th percentile", "rgba(85,85,85,0.15)"):
+        fig.add_trace(t)
     fig.add_trace(go.Scatter(x=x, y=[r["random_auroc_p95"] for r in rows], name="random directions, 95th percentile",
                              mode="lines", line={"color": "#555555", "dash": "dot", "width": 2}))
     series = [("test AUROC", "auroc_test"), ("leave-one-scenario-out AUROC", "loso_auroc_mean"),

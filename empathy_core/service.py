@@ -189,9 +189,9 @@ class Service:
 
     def status_line(self) -> str:
         s = self.status
-        icon = {"ready": "🟢", "error": "🔴"}.get(s.state, "⏳")
+        label = {"ready": "●", "error": "✖"}.get(s.state, "…")  # plain glyphs: emoji fonts are often missing
         loaded = ", ".join(self._handles) or "none"
-        return f"{icon} {s.message} Loaded models: {loaded}."
+        return f"{label} {s.message} Loaded models: {loaded}."
 
     def _load(self, key: str) -> ModelHandle:
         """Runs on the compute thread."""

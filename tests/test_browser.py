@@ -1,0 +1,117 @@
+"""The app in a real browser: headless Debian chromium driven by the pinned python playwright.
+
+Never run `playwright install`: the pinned playwright (requirements-dev.txt) drives the system
+chromium, and the first test checks their versions match. Screenshots go to tests/artifacts/
+(or $EMPATHY_SCREENSHOTS). Where chromium is missing the tests skip, unless
+EMPATHY_REQUIRE_BROWSER=1 (set by .ci/run), which turns that into a failure.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.real, pytest.mark.browser]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = Path(os.environ.get("EMPATHY_SCREENSHOTS") or Path(__file__).parent / "artifacts")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+TIMEOUT_MS = 120_000
+
+
+def _need_chromium():
+    if not Path(CHROMIUM).exists():
+        msg = "Debian chromium is not installed (apt-get install -y chromium)."
+        if os.environ.get("EMPATHY_REQUIRE_BROWSER") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+def _major(version: str) -> int:
+    return int(re.search(r"(\d+)\.\d+\.\d+", version).group(1))
+
+
+def test_pinned_playwright_matches_the_system_chromium():
+    _need_chromium()
+    import playwright
+
+    browsers = Path(playwright.__file__).parent / "driver" / "package" / "browsers.json"
+    bundled = next(b for b in json.loads(browsers.read_text())["browsers"] if b["name"] == "chromium")["browserVersion"]
+    system = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, timeout=60).stdout
+    assert _major(system) == _major(bundled), (f"Debian chromium is {system.strip()} but the pinned playwright targets "
+                                              f"Chromium {bundled}: pin the playwright release made for this chromium.")
+
+
+@pytest.fixture(scope="module")
+def page(app_server):
+    _need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        pg = browser.new_page(viewport={"width": 1280, "height": 900})
+        pg.set_default_timeout(TIMEOUT_MS)
+        pg.goto(app_server[1])
+        pg.get_by_text(re.compile(r"Ready: smollm2-135m")).wait_for()
+        yield pg
+        browser.close()
+
+
+def _open_tab(page, name: str):
+    page.get_by_role("tab", name=name).click()
+
+
+def _svg_charts(page, elem_id: str) -> int:
+    page.locator(f"#{elem_id} svg.main-svg").first.wait_for()
+    return page.locator(f"#{elem_id} svg.main-svg").count()
+
+
+def test_probe_tab_scores_an_example(page):
+    _open_tab(page, "Probe: live scoring")
+    page.locator("#probe-verdict").scroll_into_view_if_needed()
+    page.get_by_role("button", name=re.compile("Food Delivery · empathic")).click()
+    page.get_by_role("button", name="Score", exact=True).click()
+    page.locator("#probe-verdict").get_by_text("P(empathic)").first.wait_for()
+    assert _svg_charts(page, "probe-chart") >= 1
+    assert page.locator("#probe-heatmap span[title]").count() > 5
+    page.locator("#probe-verdict").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "probe.png"))
+
+
+def test_steer_tab_slider_and_side_by_side_generation(page):
+    _open_tab(page, "Steer: playground")
+    slider = page.locator("#alpha-slider input[type=range]")
+    slider.fill("0.35")
+    page.locator("#raw-alpha").get_by_text("+0.35").wait_for()
+    page.locator("#generate-btn").click()
+    page.wait_for_function(
+        """() => ['#baseline-text textarea', '#steered-text textarea'].every(
+               s => document.querySelector(s) && document.querySelector(s).value.trim().length > 0)""",
+        timeout=TIMEOUT_MS)
+    page.get_by_text("Judge (MiniLM embedding classifier").nth(1).wait_for()
+    base = page.locator("#baseline-text textarea").input_value()
+    steered = page.locator("#steered-text textarea").input_value()
+    assert base.strip() and steered.strip() and base != steered
+    page.screenshot(path=str(SHOTS / "steer.png"), full_page=False)
+
+
+@pytest.mark.parametrize("tab,charts", [("Layers: replay", ["layers-plot"]), ("Cross-model", ["depth-plot", "agree-plot"]),
+                                        ("Steering results: replay", ["dose-replay", "success-plot", "coherence-plot"])])
+def test_replay_tabs_render_svg_charts(page, tab, charts):
+    _open_tab(page, tab)
+    for c in charts:
+        assert _svg_charts(page, c) >= 1
+    page.locator(f"#{charts[0]}").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / (tab.split(":")[0].lower().replace(" ", "-") + ".png")))
+
+
+def test_about_tab(page):
+    _open_tab(page, "About")
+    page.get_by_role("heading", name=re.compile("What a linear probe is")).wait_for()
+    page.screenshot(path=str(SHOTS / "about.png"))
