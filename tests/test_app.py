@@ -103,7 +103,7 @@ def test_alpha_zero_column_is_the_unsteered_model(client):
 
 
 def test_dose_response_is_one_call_over_seven_alphas(client):
-    fig, table, result_file = client.predict(*steer_args(alpha=0.3, n=12), api_name="/dose_response")
+    fig, table, result_file, chart_csv = client.predict(*steer_args(alpha=0.3, n=12), api_name="/dose_response")
     alphas = [row[0] for row in table["data"]]
     assert alphas == pytest.approx(list(np.linspace(-0.3, 0.3, 7)), abs=1e-3)
     zero_text = table["data"][3][4]
@@ -113,6 +113,22 @@ def test_dose_response_is_one_call_over_seven_alphas(client):
     assert traces[0]["x"] == pytest.approx(alphas, abs=1e-3)
     assert [round(y, 2) for y in traces[0]["y"]] == [row[2] for row in table["data"]]
     assert json.loads(Path(result_file).read_text())["kind"] == "dose_response"
+    assert [float(r["y"]) for r in read_csv(chart_csv) if r["trace"].startswith("probe score")] == pytest.approx(traces[0]["y"])
+
+
+def test_stop_ends_a_long_generation_early(client):
+    """/stop from the same session sets the cancel event the running generation checks each step."""
+    import time
+
+    job = client.submit(*steer_args(alpha=0.2, n=256), api_name="/steer")
+    t = time.perf_counter()
+    while not any(o and o[0] for o in job.outputs()) and time.perf_counter() - t < 120:
+        time.sleep(0.05)
+    client.predict(api_name="/stop")
+    final = job.result()
+    saved = json.loads(Path(final[6]).read_text())
+    assert saved["stopped"] and saved["new_tokens"] < 256
+    assert "stopped early" in final[3]
 
 
 def test_layers_chart_replays_detection_json_and_toggles_the_reference(client):

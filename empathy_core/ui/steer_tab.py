@@ -10,7 +10,7 @@ from ..generation import MAX_NEW_TOKENS, SideBySide
 from ..models import REGISTRY
 from ..plots import live_dose_figure, token_heatmap_html
 from ..service import ALPHA_LIMIT, DOSE_POINTS, MAX_SEED, Service, default_prompt, describe_scenario, scenario_choices
-from .common import MODEL_EVENT, Slider, friendly, gpu, session_id
+from .common import MODEL_EVENT, Slider, csv_file, friendly, gpu, session_id
 
 STREAM_EVERY_S = 0.15  # how often the columns refresh while tokens arrive
 
@@ -90,6 +90,7 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> dict:
         result_file = gr.File(label="This result (JSON)")
         with gr.Accordion("Dose-response for this prompt", open=True):
             dose_plot = gr.Plot(label="Score vs α", elem_id="dose-plot")
+            dose_csv = gr.File(label="Chart data (CSV)")
             dose_table = gr.Dataframe(headers=["α", "raw α", "probe score", "judge P(empathic)", "reply"],
                                       label="Replies", wrap=True, interactive=False)
 
@@ -131,12 +132,13 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> dict:
                   None if s["judge_probability"] is None else round(s["judge_probability"], 2), r.text]
                  for r, s in zip(res.rows, res.scores)]
         path = svc.write_json({"model": key, "scenario": sc, "kind": "dose_response", **res.to_dict()}, "dose-response")
-        return fig, table, path
+        return fig, table, path, csv_file(svc, fig, "dose-response")
 
     controls = [model, scenario, prompt, alpha, layer, max_new, seed, greedy, upload]
     gen_ev = gen_btn.click(generate, controls, [base_text, steer_text, base_info, steer_info, base_heat, steer_heat,
                                                 result_file], api_name="steer", **MODEL_EVENT)
-    dose_ev = dose_btn.click(dose, controls, [dose_plot, dose_table, result_file], api_name="dose_response", **MODEL_EVENT)
+    dose_ev = dose_btn.click(dose, controls, [dose_plot, dose_table, result_file, dose_csv], api_name="dose_response",
+                             **MODEL_EVENT)
     def stop(request: gr.Request):
         svc.stop(session_id(request))
 
