@@ -63,6 +63,12 @@ def page(app_server):
         browser.close()
 
 
+def _scroll_to(page, selector: str):
+    """Scroll so ``selector`` sits near the top of the viewport (for useful screenshots)."""
+    page.evaluate("s => window.scrollTo(0, document.querySelector(s).getBoundingClientRect().top + window.scrollY - 16)",
+                  selector)
+
+
 def _open_tab(page, name: str):
     page.get_by_role("tab", name=name).click()
 
@@ -80,7 +86,7 @@ def test_probe_tab_scores_an_example(page):
     page.locator("#probe-verdict").get_by_text("P(empathic)").first.wait_for()
     assert _svg_charts(page, "probe-chart") >= 1
     assert page.locator("#probe-heatmap span[title]").count() > 5
-    page.locator("#probe-verdict").scroll_into_view_if_needed()
+    _scroll_to(page, "#probe-verdict")
     page.screenshot(path=str(SHOTS / "probe.png"))
 
 
@@ -98,6 +104,7 @@ def test_steer_tab_slider_and_side_by_side_generation(page):
     base = page.locator("#baseline-text textarea").input_value()
     steered = page.locator("#steered-text textarea").input_value()
     assert base.strip() and steered.strip() and base != steered
+    _scroll_to(page, "#generate-btn")
     page.screenshot(path=str(SHOTS / "steer.png"), full_page=False)
 
 
@@ -107,7 +114,7 @@ def test_replay_tabs_render_svg_charts(page, tab, charts):
     _open_tab(page, tab)
     for c in charts:
         assert _svg_charts(page, c) >= 1
-    page.locator(f"#{charts[0]}").scroll_into_view_if_needed()
+    _scroll_to(page, f"#{charts[0]}")
     page.screenshot(path=str(SHOTS / (tab.split(":")[0].lower().replace(" ", "-") + ".png")))
 
 
