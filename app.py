@@ -32,7 +32,7 @@ CSS = """
 """
 
 
-def build_app(svc: Service) -> gr.Blocks:
+def build_app(svc: Service, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
     info = svc.model_info(svc.default_model)
     with gr.Blocks(title="Empathy probes: detecting vs steering") as demo:
         gr.Markdown("# Empathy probes: detecting vs steering\n"
@@ -93,7 +93,7 @@ def build_app(svc: Service) -> gr.Blocks:
             (steer["show_raw"], [model, steer["alpha"], steer["layer"]], steer["raw"]),
         ):
             demo.load(*load, api_visibility="undocumented", **REPLAY_EVENT)
-    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4)
+    demo.queue(max_size=queue_size, default_concurrency_limit=4)
     return demo
 
 

@@ -361,3 +361,37 @@ def test_memory_stays_flat_over_200_requests(client):
     gc.collect()
     after_200 = _rss_mb()
     assert after_200 <= 1.10 * after_20, f"RSS grew from {after_20:.0f} MB to {after_200:.0f} MB"
+
+
+def test_a_full_queue_says_so_and_the_app_recovers(app_server):
+    """A second page on the same service with a queue of 2: a burst of requests overflows it."""
+    import app
+    from gradio_client import Client
+
+    from tests.conftest import free_port
+
+    svc, _ = app_server
+    demo = app.build_app(svc, queue_size=2)
+    port = free_port()
+    app.launch(demo, port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        errors, done = [], []
+
+        def one(i):
+            try:
+                Client(url, verbose=False).predict(*steer_args(alpha=0.01 * i, n=48), api_name="/steer")
+                done.append(i)
+            except Exception as exc:  # noqa: BLE001 - inspected below
+                errors.append(str(exc))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(600)
+        assert done, errors
+        assert errors and all("queue is full" in e.lower() for e in errors), errors
+        assert Client(url, verbose=False).predict(*steer_args(n=4), api_name="/steer")[0].strip()
+    finally:
+        demo.close()
