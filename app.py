@@ -17,8 +17,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls
 
 import gradio as gr  # noqa: E402
 
-from empathy_core.models import REGISTRY  # noqa: E402
-from empathy_core.service import Service, default_prompt, model_choices  # noqa: E402
+from empathy_core.models import BUNDLED, REGISTRY  # noqa: E402
+from empathy_core.service import HUB_FALLBACK_NOTE, Service, default_prompt, model_choices  # noqa: E402
 from empathy_core.ui import probe_tab, replay_tabs, steer_tab  # noqa: E402
 from empathy_core.ui.common import MODEL_EVENT, REPLAY_EVENT, friendly, gpu  # noqa: E402
 
@@ -34,7 +34,8 @@ CSS = """
 
 def build_app(svc: Service, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
     info = svc.model_info(svc.default_model)
-    with gr.Blocks(title="Empathy probes: detecting vs steering") as demo:
+    # delete_cache: Gradio's copies of served files are removed after two hours, checked hourly.
+    with gr.Blocks(title="Empathy probes: detecting vs steering", delete_cache=(3600, 7200)) as demo:
         gr.Markdown("# Empathy probes: detecting vs steering\n"
                     "Is “empathy” a direction in a language model's hidden states? **Read** it to score text, "
                     "**add** it to steer generation, and see honestly how well each works. Start with the About tab "
@@ -58,7 +59,8 @@ def build_app(svc: Service, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
             done = svc.status.state in ("ready", "error")
             return svc.status_line(), gr.Timer(active=not done)
 
-        timer.tick(poll, None, [status, timer], api_visibility="undocumented", show_progress="hidden", queue=False)
+        timer.tick(poll, None, [status, timer], api_name="status_poll", api_visibility="undocumented",
+                   show_progress="hidden", queue=False)
         demo.load(svc.status_line, None, status, api_name="status", queue=False)
 
         @gpu
@@ -70,29 +72,34 @@ def build_app(svc: Service, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
                     f"{' from the cache' if h.from_cache else ''}.")
             if not svc.has_results(h.key):
                 note += " No precomputed probe for it: upload a probe file, or run the precompute command for it."
+            if h.key in BUNDLED and h.revision.startswith("hub:"):
+                note += " " + HUB_FALLBACK_NOTE
             return note
 
         @friendly
         def layout(key, scenario):
+            """Controls for the chosen model: layer ranges (from results, or from the loaded model) and the prompt style."""
             i = svc.model_info(key)
+            prompt = default_prompt(REGISTRY[i["key"]].chat, scenario)
             n = i.get("n_layers")
-            if n is None:
-                return gr.skip(), gr.skip(), gr.skip()
+            if n is None:  # not loaded and no results: the ranges follow once it has loaded
+                return gr.skip(), gr.skip(), prompt
             return (gr.update(maximum=n - 1, value=i["best_layer"]), gr.update(maximum=n - 1, value=i["best_steering_layer"]),
-                    default_prompt(REGISTRY[i["key"]].chat, scenario))
+                    prompt)
 
-        model.change(select_model, model, model_note, api_name="select_model", **MODEL_EVENT)
-        model.change(layout, [model, steer["scenario"]], [probe["layer"], steer["layer"], steer["prompt"]],
-                     api_visibility="undocumented", **REPLAY_EVENT)
-        for load in (
-            (layers["chart"], layers["inputs"], layers["outputs"]),
-            (cross["charts"], cross["inputs"], cross["outputs"]),
-            (steering["charts"], steering["inputs"], steering["outputs"]),
-            (steering["filters"], [model], steering["filter_outputs"]),
-            (steering["samples"], steering["sample_inputs"], steering["samples_df"]),
-            (steer["show_raw"], [model, steer["alpha"], steer["layer"]], steer["raw"]),
+        layout_io = ([model, steer["scenario"]], [probe["layer"], steer["layer"], steer["prompt"]])
+        model.change(layout, *layout_io, api_name="layout", api_visibility="undocumented", **REPLAY_EVENT)
+        model.change(select_model, model, model_note, api_name="select_model", **MODEL_EVENT).success(
+            layout, *layout_io, api_name="layout_after_load", api_visibility="undocumented", **REPLAY_EVENT)
+        for name, fn, inputs, outputs in (
+            ("layers", layers["chart"], layers["inputs"], layers["outputs"]),
+            ("cross_model", cross["charts"], cross["inputs"], cross["outputs"]),
+            ("steering", steering["charts"], steering["inputs"], steering["outputs"]),
+            ("filters", steering["filters"], [model], steering["filter_outputs"]),
+            ("samples", steering["samples"], steering["sample_inputs"], steering["samples_df"]),
+            ("raw_alpha", steer["show_raw"], [model, steer["alpha"], steer["layer"]], steer["raw"]),
         ):
-            demo.load(*load, api_visibility="undocumented", **REPLAY_EVENT)
+            demo.load(fn, inputs, outputs, api_name=f"on_load_{name}", api_visibility="undocumented", **REPLAY_EVENT)
     demo.queue(max_size=queue_size, default_concurrency_limit=4)
     return demo
 

@@ -189,7 +189,9 @@ def bench_app(port: int = 7899, repeats: int = 3, new_tokens: int = 64, timeout:
             time.sleep(0.1)
         first_page = time.perf_counter() - t0
         client = Client(url, verbose=False)
-        while "Ready" not in client.predict(api_name="/status"):
+        while "Ready" not in (status := client.predict(api_name="/status")):
+            if "Start-up failed" in status:
+                raise RuntimeError(status)
             if time.perf_counter() - t0 > timeout:
                 raise TimeoutError("the model did not become ready")
             time.sleep(0.2)

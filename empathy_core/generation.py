@@ -110,6 +110,7 @@ class SideBySide:
     seconds: float = 0.0
     new_tokens: int = 0
     stopped: bool = False
+    readout_layer: int | None = None  # where the live token scores are read
     scores: list[dict] = field(default_factory=list)  # per row, added after generation (probe and judge scores)
 
     def to_dict(self) -> dict:
@@ -247,7 +248,8 @@ def _plan(handle, prompt_or_scenario, alphas, layer, direction, unit="relative",
         temperature, top_p, moment, row_directions, instruction)
     r_layer = layers[0] if readout_layer is None else handle.check_layer(readout_layer)
     r_dir = readout_direction if readout_direction is not None else (direction[r_layer] if direction.ndim == 2 else direction)
-    result = SideBySide(prompt=prompt, layer=layers[0], unit=unit, positions=positions, greedy=greedy, seed=seed, rows=rows)
+    result = SideBySide(prompt=prompt, layer=layers[0], unit=unit, positions=positions, greedy=greedy, seed=seed, rows=rows,
+                        readout_layer=r_layer)
     return result, {"alphas": a, "vecs": vecs, "ids": ids, "processors": processors, "r_layer": r_layer, "r_dir": r_dir,
                     "scores": [], "max_new_tokens": max_new_tokens, "min_new_tokens": min(min_new_tokens, max_new_tokens),
                     "max_time": max_time, "positions": positions, "cancel": cancel or threading.Event()}
@@ -317,9 +319,9 @@ def stream_side_by_side(handle: ModelHandle, prompt_or_scenario: str, alphas: Se
             result.seconds = time.perf_counter() - t0
             yield result
     finally:
-        if not finished:  # the consumer stopped early (closed generator): stop generating
-            plan["cancel"].set()
-        future.result()  # re-raises an exception from the generation thread
+        if not finished:  # the consumer stopped early (closed generator): stop generating, without
+            plan["cancel"].set()  # waiting, since close() may come from a server's event loop
+    future.result()  # re-raises an exception from the generation thread
     yield col.finish(plan["scores"], t0, plan["cancel"])
 
 

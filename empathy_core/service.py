@@ -17,6 +17,8 @@ says what to fix; the UI shows it and keeps serving.
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import json
 import math
 import tempfile
@@ -45,7 +47,12 @@ MAX_PROMPT_TOKENS = 1024
 ALPHA_LIMIT = 1.0  # relative units: alpha * (mean residual norm of the layer)
 DOSE_POINTS = 7
 MAX_SEED = 2**31 - 1
+OUTPUT_MAX_AGE_S = 2 * 3600  # result and CSV files the app wrote for download
 CUSTOM = "custom"  # scenario choice meaning "my own prompt, no game context"
+
+
+HUB_FALLBACK_NOTE = ("(Loaded from the Hugging Face hub at full precision: the committed probes were fitted on the "
+                     "bundled Q4 weights, so scores differ slightly from the replayed results.)")
 
 
 class UserError(ValueError):
@@ -82,7 +89,7 @@ def default_prompt(handle_is_chat: bool, scenario: str) -> str:
         return "My friend just told me she failed her driving test again. What should I say to her?"
     if handle_is_chat:
         return chat_messages(scenario)[1]["content"]
-    return base_prefix(scenario)
+    return base_prefix(scenario) + " "  # exactly the sweep's prompt (see prompts.render_prompt)
 
 
 def describe_scenario(scenario: str) -> str:
@@ -125,6 +132,7 @@ class ScoreResult:
     token_scores: list[float]
     verdict: dict = field(default_factory=dict)
     seconds: float = 0.0
+    threshold: float = 0.0  # the probe's threshold at ``layer`` (0 for an uploaded bare direction): the heatmap's centre
 
 
 @dataclass
@@ -153,6 +161,7 @@ class Service:
         self.status = Status(model=default_model)
         self._startup = None
         self.out_dir = Path(tempfile.mkdtemp(prefix="empathy-app-"))
+        self._last_tidy = time.time()
 
     # ------------------------------------------------------------------ models
     def start(self, warm: bool = True):
@@ -173,9 +182,10 @@ class Service:
             if warm:
                 st.state, st.message = "warming", f"Warming up {self.default_model} with a short generation…"
                 t = time.perf_counter()
-                probe = self.probe(self.default_model)
-                side_by_side(h, "listener", [0.0, 0.1], layer=self.best_layers(self.default_model)[1],
-                             direction=probe.directions, mean_norms=probe.mean_norms, max_new_tokens=8)
+                # An unsteered pair (alpha 0 on a zero direction) warms the same code path, probe or not.
+                side_by_side(h, "listener", [0.0, 0.0], layer=h.n_layers // 2,
+                             direction=torch.zeros(h.n_layers, h.hidden_size), mean_norms=torch.ones(h.n_layers),
+                             max_new_tokens=8)
                 st.warmup_s = time.perf_counter() - t
             if self.use_judge:
                 st.message = "Loading the judge (MiniLM embedding classifier)…"
@@ -183,14 +193,16 @@ class Service:
             st.ready_after_s = time.perf_counter() - st.started
             st.state = "ready"
             st.message = (f"Ready: {self.default_model} loaded in {h.load_seconds:.1f} s"
-                          f"{' from cache' if h.from_cache else ''}; app ready {st.ready_after_s:.1f} s after start.")
+                          f"{' from cache' if h.from_cache else ''}; app ready {st.ready_after_s:.1f} s after start."
+                          + (f" {HUB_FALLBACK_NOTE}" if h.revision.startswith("hub:") and h.key in BUNDLED else ""))
         except Exception as exc:  # shown in the status line; requests get their own messages
             st.state, st.message = "error", f"Start-up failed: {exc}"
 
     def status_line(self) -> str:
         s = self.status
         label = {"ready": "●", "error": "✖"}.get(s.state, "…")  # plain glyphs: emoji fonts are often missing
-        loaded = ", ".join(self._handles) or "none"
+        with self._lock:
+            loaded = ", ".join(self._handles) or "none"
         return f"{label} {s.message} Loaded models: {loaded}."
 
     def _load(self, key: str) -> ModelHandle:
@@ -199,6 +211,10 @@ class Service:
             if key in self._handles:
                 self._handles.move_to_end(key)
                 return self._handles[key]
+            if key not in BUNDLED:  # a study model is billions of parameters: never hold two
+                for k in [k for k in self._handles if k not in BUNDLED]:
+                    del self._handles[k]
+        gc.collect()
         h = load_model(key)
         with self._lock:
             self._handles[key] = h
@@ -268,16 +284,35 @@ class Service:
                 raise UserError(f"Upload a .safetensors file (got {p.suffix or 'no extension'}); pickled files are never loaded.")
             try:
                 full = Probe.load(p)
-                full.check_compatible(handle.n_layers, handle.hidden_size, handle.key)
+            except (ValueError, FileNotFoundError, OSError):
+                full = None  # not a whole probe file: maybe a bare direction
+            if full is not None:
+                try:
+                    full.check_compatible(handle.n_layers, handle.hidden_size, handle.key)
+                except ValueError as exc:
+                    raise UserError(f"The uploaded probe does not fit this model: {exc}") from None
                 return full.directions, full
-            except (ValueError, FileNotFoundError):
-                pass
             try:
-                return load_direction_file(p, handle.n_layers, handle.hidden_size), None
+                dirs = load_direction_file(p, handle.n_layers, handle.hidden_size)
             except (ValueError, FileNotFoundError, OSError) as exc:
                 raise UserError(f"The uploaded file cannot be used: {exc}") from None
+            if not bool((dirs.norm(dim=1) > 0).any()):
+                raise UserError("The uploaded direction is all zeros: it would neither score nor steer anything.")
+            return dirs, None
         probe = self.probe(handle.key)
         return probe.directions, probe
+
+    @staticmethod
+    def uploaded_layers(dirs: torch.Tensor) -> list[int]:
+        return [int(i) for i in torch.nonzero(dirs.norm(dim=1) > 0).reshape(-1)]
+
+    def _require_layer(self, dirs: torch.Tensor, layer: int) -> None:
+        """An uploaded file may hold vectors for some layers only (e.g. one llama.cpp ``direction.N``)."""
+        have = self.uploaded_layers(dirs)
+        if layer not in have:
+            shown = ", ".join(map(str, have[:12])) + (" …" if len(have) > 12 else "")
+            raise UserError(f"The uploaded direction has no vector for layer {layer}; it has vectors for layer(s) {shown}. "
+                            f"Choose one of those layers.")
 
     def check_text(self, handle: ModelHandle, text) -> str:
         if not isinstance(text, str) or not text.strip():
@@ -301,22 +336,26 @@ class Service:
         text = self.check_text(h, text)
         dirs, probe = self._directions(h, upload)
         best = self.best_layers(h.key)[0] if self.has_results(h.key) else None
-        layer = self.check_layer(h, layer, best if best is not None else h.n_layers // 2)
+        if upload:  # a user's file: its own layers decide the default, and the verdict is read where asked
+            have = self.uploaded_layers(dirs)
+            layer = self.check_layer(h, layer, best if best in have else have[0])
+            self._require_layer(dirs, layer)
+            v_layer = layer
+        else:
+            layer = self.check_layer(h, layer, best if best is not None else h.n_layers // 2)
+            v_layer = best if best is not None else layer
         t0 = time.perf_counter()
         ts = on_compute(score_tokens, h, text, dirs)
         per_layer = ts.per_layer.tolist()
-        v_layer = best if best is not None else layer
         s = per_layer[v_layer]
-        verdict = {"layer": v_layer, "score": s}
-        if probe is not None and not upload:
+        verdict = {"layer": v_layer, "score": s, "uploaded": bool(upload)}
+        if probe is not None:  # ours, or an uploaded whole probe file with its own calibration
             p = probe.probability(s, v_layer)
             verdict.update(probability=p, threshold=float(probe.thresholds[v_layer]),
                            label="empathic" if p >= 0.5 else "task-focused")
-        elif probe is not None:  # an uploaded full probe file carries its own calibration
-            p = probe.probability(s, v_layer)
-            verdict.update(probability=p, label="empathic" if p >= 0.5 else "task-focused")
         return ScoreResult(model=h.key, layer=layer, best_layer=best, per_layer=per_layer, tokens=ts.tokens,
-                           token_scores=ts.per_token[layer].tolist(), verdict=verdict, seconds=time.perf_counter() - t0)
+                           token_scores=ts.per_token[layer].tolist(), verdict=verdict, seconds=time.perf_counter() - t0,
+                           threshold=float(probe.thresholds[layer]) if probe is not None else 0.0)
 
     # ------------------------------------------------------------------ steering
     def _steer_args(self, key, scenario, prompt, alpha, layer, max_new_tokens, seed, greedy, upload, alpha_limit=ALPHA_LIMIT):
@@ -332,13 +371,16 @@ class Service:
         norms = probe.mean_norms if probe is not None else self.probe(h.key).mean_norms
         default_layer = self.best_layers(h.key)[1] if self.has_results(h.key) else h.n_layers // 2
         layer = self.check_layer(h, layer, default_layer)
+        if upload:
+            self._require_layer(dirs, layer)
         n = check_int("Max new tokens", max_new_tokens, 1, MAX_NEW_TOKENS)
         seed = check_int("Seed", seed if seed not in (None, "") else 0, 0, MAX_SEED)
         full = self.render(h, scenario, prompt)
         n_prompt = len(h.tokenizer(full, add_special_tokens=False)["input_ids"])
         if n_prompt > MAX_PROMPT_TOKENS:
             raise UserError(f"The prompt is {n_prompt} tokens; the limit is {MAX_PROMPT_TOKENS}. Shorten it.")
-        readout = self.best_layers(h.key)[0] if self.has_results(h.key) else layer
+        # Live readout: our probe's best detection layer; an uploaded direction is read where it steers.
+        readout = self.best_layers(h.key)[0] if self.has_results(h.key) and not upload else layer
         kw = dict(direction=dirs, mean_norms=norms, readout_layer=readout, readout_direction=dirs[readout],
                   max_new_tokens=n, greedy=bool(greedy), seed=seed)
         return h, full, a, layer, kw
@@ -365,13 +407,13 @@ class Service:
         yield last
 
     def dose_response(self, key, scenario, prompt, alpha, layer=None, max_new_tokens=48, seed=0, greedy=True,
-                      upload=None, points: int = DOSE_POINTS) -> SideBySide:
+                      upload=None, points: int = DOSE_POINTS, cancel: threading.Event | None = None) -> SideBySide:
         """One batched call over ``points`` alphas from -|alpha| to +|alpha| (0.3 when alpha is 0), then scored."""
         a = abs(check_alpha(alpha))
         a = a if a > 0 else 0.3
         alphas = [float(x) for x in np.round(np.linspace(-a, a, points), 4)]
         h, full, _, layer, kw = self._steer_args(key, scenario, prompt, a, layer, max_new_tokens, seed, greedy, upload)
-        res = on_compute(side_by_side, h, RawPrompt(full), alphas, layer, **kw)
+        res = on_compute(side_by_side, h, RawPrompt(full), alphas, layer, cancel=cancel, **kw)
         self.add_scores(h, res, kw["readout_layer"], kw["direction"])
         return res
 
@@ -426,11 +468,31 @@ class Service:
         norm = float(probe.mean_norms[layer])
         return a * norm, norm
 
-    def write_json(self, obj: dict, stem: str) -> str:
-        """A result file in this app's own temp folder (never a path taken from the request)."""
-        path = self.out_dir / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{threading.get_ident() % 10000}.json"
-        path.write_text(json.dumps(obj, indent=1, allow_nan=False, default=float))
+    def output_path(self, stem: str, suffix: str, content: bytes) -> str:
+        """Write ``content`` to this app's own output folder (never a path taken from a request).
+
+        Files are named by their content, so a chart replayed on every page load is written once;
+        files older than ``OUTPUT_MAX_AGE_S`` are removed as new ones arrive.
+        """
+        now = time.time()
+        if now - self._last_tidy > 600:
+            self._last_tidy = now
+            for f in self.out_dir.rglob("*"):
+                try:
+                    if f.is_file() and now - f.stat().st_mtime > OUTPUT_MAX_AGE_S:
+                        f.unlink()
+                except OSError:
+                    pass
+        safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem)[:80]
+        path = self.out_dir / f"{safe}-{hashlib.sha256(content).hexdigest()[:16]}{suffix}"
+        if not path.exists():
+            tmp = path.with_suffix(path.suffix + f".{threading.get_ident()}.tmp")
+            tmp.write_bytes(content)
+            tmp.replace(path)
         return str(path)
+
+    def write_json(self, obj: dict, stem: str) -> str:
+        return self.output_path(stem, ".json", json.dumps(obj, indent=1, allow_nan=False, default=float).encode())
 
 
 @lru_cache(maxsize=8)

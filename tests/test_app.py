@@ -45,7 +45,7 @@ def read_csv(path) -> list[dict]:
 
 def test_every_endpoint_has_an_explicit_name(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert ENDPOINTS <= names
+    assert names == ENDPOINTS  # the rest are named too, but undocumented (page-load replays, slider echoes)
 
 
 def test_status_says_ready(client):
@@ -80,7 +80,8 @@ def test_steer_streams_and_equals_one_batched_library_call(client, app_server):
     job = client.submit(*steer_args(alpha=0.25, n=24), api_name="/steer")
     final = job.result()
     outputs = job.outputs()
-    assert len(outputs) >= 2, "the reply should arrive in several streamed updates"
+    partial = [o for o in outputs[:-1] if o[1] and len(o[1]) < len(final[1])]
+    assert partial, "the steered reply should arrive in several growing pieces"
     base, steered, base_info, steer_info, _, steer_heat, result_file = final
     assert base.strip() and steered.strip() and base != steered
     assert "Probe score" in base_info and "Judge" in steer_info
@@ -116,6 +117,26 @@ def test_dose_response_is_one_call_over_seven_alphas(client):
     assert [float(r["y"]) for r in read_csv(chart_csv) if r["trace"].startswith("probe score")] == pytest.approx(traces[0]["y"])
 
 
+def test_switching_models_updates_controls_and_replays(client):
+    from empathy_core.cli import load_detection
+
+    note = client.predict("gemma3-270m", api_name="/select_model")
+    assert "gemma3-270m" in note and "18 layers" in note and "base model" in note
+    out = client.predict("gemma3-270m", "all", "all", api_name="/steering_on_model")
+    det = load_detection("gemma3-270m")
+    st = json.loads((Path(__file__).resolve().parent.parent / "precomputed" / "gemma3-270m" / "steering.json").read_text())
+    assert f"Best steering layer {st['best_steering_layer']}" in out[3]
+    assert "layer 6" in json.dumps(out[7]) or out[7] == st["best_steering_layer"]
+    assert all(r[1] in st["settings"]["layers"] for r in out[11]["data"])
+    plot, summary, _ = client.predict("gemma3-270m", False, api_name="/layers_chart_on_model")
+    assert f"best layer {det['best_layer']} of 18" in summary
+    # A study model that cannot load here: the replays clear with a note instead of an error pop-up.
+    plot, summary, _ = client.predict("phi3-mini", False, api_name="/layers_chart_on_model")
+    assert plot is None and "precompute --model phi3-mini" in summary
+    with pytest.raises(Exception, match="huggingface-cli download"):
+        client.predict("phi3-mini", api_name="/select_model")
+
+
 def test_stop_ends_a_long_generation_early(client):
     """/stop from the same session sets the cancel event the running generation checks each step."""
     import time
@@ -129,6 +150,17 @@ def test_stop_ends_a_long_generation_early(client):
     saved = json.loads(Path(final[6]).read_text())
     assert saved["stopped"] and saved["new_tokens"] < 256
     assert "stopped early" in final[3]
+
+
+def test_stop_ends_a_dose_response_early(client):
+    import time
+
+    job = client.submit(*steer_args(alpha=0.2, n=256), api_name="/dose_response")
+    time.sleep(1.5)
+    client.predict(api_name="/stop")
+    _, table, result_file, _ = job.result()
+    saved = json.loads(Path(result_file).read_text())
+    assert saved["stopped"] and saved["new_tokens"] < 256 and len(table["data"]) == 7
 
 
 def test_layers_chart_replays_detection_json_and_toggles_the_reference(client):
@@ -312,29 +344,41 @@ def test_app_still_answers_after_bad_inputs(client):
 
 # ------------------------------------------------------------------------- load
 
-def test_twenty_concurrent_steer_requests_equal_their_solo_results(app_server):
-    from gradio_client import Client
+def test_twenty_concurrent_steer_requests_equal_their_solo_results(app_server, tmp_path):
+    """Twenty visitors at once, with different alphas, layers, seeds, sampling, uploads and a second
+    model: each gets exactly what the same request gets alone, so no choice leaks between requests."""
+    from gradio_client import Client, handle_file
 
     url = app_server[1]
-    alphas = [round(-0.3 + 0.03 * i, 2) for i in range(20)]
-    results: dict[float, tuple] = {}
+    mine = tmp_path / "random-direction.safetensors"
+    save_file({"direction": torch.randn(576, generator=torch.Generator().manual_seed(3))}, str(mine))
+    gemma_prompt = "Game log, The Maze. The other player asked me which door is safe.\nMe: "
+    requests = []
+    for i in range(20):
+        kw = dict(alpha=round(-0.3 + 0.03 * i, 2), n=10, layer=(5, 10, 19)[i % 3], seed=i, greedy=i % 2 == 0)
+        if i % 5 == 4:
+            kw |= dict(upload=handle_file(str(mine)))
+        if i % 7 == 6:
+            kw |= dict(key="gemma3-270m", layer=(4, 6, 12)[i % 3], prompt=gemma_prompt, upload=None)
+        requests.append(steer_args(**kw))
+    results: dict[int, tuple] = {}
     errors = []
 
-    def one(a):
+    def one(i):
         try:
-            results[a] = tuple(Client(url, verbose=False).predict(*steer_args(alpha=a, n=10), api_name="/steer")[:2])
+            results[i] = tuple(Client(url, verbose=False).predict(*requests[i], api_name="/steer")[:2])
         except Exception as exc:  # noqa: BLE001 - collected and reported below
             errors.append(repr(exc))
 
-    threads = [threading.Thread(target=one, args=(a,)) for a in alphas]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(600)
+        t.join(900)
     assert not errors, errors
     solo = Client(url, verbose=False)
-    for a in alphas:
-        assert results[a] == tuple(solo.predict(*steer_args(alpha=a, n=10), api_name="/steer")[:2]), a
+    for i, req in enumerate(requests):
+        assert results[i] == tuple(solo.predict(*req, api_name="/steer")[:2]), req
 
 
 def _rss_mb() -> float:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import time
 
 import gradio as gr
 
@@ -75,9 +74,7 @@ def friendly(fn):
 
 def csv_file(svc: Service, fig, stem: str) -> str:
     """The figure's data as a CSV file in the app's own output folder."""
-    path = svc.out_dir / f"{stem}-{time.strftime('%H%M%S')}-{time.perf_counter_ns() % 10**6}.csv"
-    path.write_text(figure_csv(fig))
-    return str(path)
+    return svc.output_path(stem, ".csv", figure_csv(fig).encode())
 
 
 def session_id(request: gr.Request | None) -> str:

@@ -23,9 +23,11 @@ def verdict_markdown(svc: Service, r: ScoreResult) -> str:
                      + (f"; the plain threshold (midpoint of the train class means) is {v['threshold']:.2f}." if "threshold" in v else "."))
     else:
         lines.append(f"### Score {v['score']:.2f} at layer {v['layer']}")
-        lines.append("Your uploaded direction has no calibration, so there is no probability.")
+        lines.append("Your uploaded direction has no calibration, so there is no probability or verdict.")
+    if v.get("uploaded"):
+        lines.append("Scored with **your uploaded file**, not this app's probe; the replayed AUROCs do not describe it.")
     det = svc.detection(r.model)
-    if det and r.best_layer is not None:
+    if det and r.best_layer is not None and not v.get("uploaded"):
         row = det["layers"][r.best_layer]
         lo, hi = row["auroc_test_ci"]
         lines.append(f"How much to trust it: at this layer the probe's test AUROC is {row['auroc_test']:.2f} "
@@ -67,13 +69,10 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> dict:
     def score(key, txt, lyr, up):
         r = svc.score(key, txt, lyr, up)
         fig = layer_scores_figure(r.per_layer, r.best_layer, title=f"Probe score by layer ({r.model})")
-        center = 0.0
-        if not up and svc.has_results(r.model):
-            center = float(svc.probe(r.model).thresholds[r.layer])
-        html = f"<div><b>Layer {r.layer}</b></div>" + token_heatmap_html(r.tokens, r.token_scores, center=center)
+        html = f"<div><b>Layer {r.layer}</b></div>" + token_heatmap_html(r.tokens, r.token_scores, center=r.threshold)
         return verdict_markdown(svc, r), fig, html, csv_file(svc, fig, "probe-scores")
 
     args = dict(fn=score, inputs=[model, text, layer, upload], outputs=[verdict, chart, heat, chart_csv], **MODEL_EVENT)
     go_btn.click(api_name="score", **args)
-    text.submit(api_visibility="undocumented", api_name="score_submit", **args)
+    text.submit(api_name="score_on_enter", api_visibility="undocumented", **args)
     return {"layer": layer}

@@ -25,6 +25,17 @@ def _reference(svc: Service) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def quietly(fn, cleared):
+    """For a model switch: where ``fn`` refuses (say, no results for that model), clear its outputs
+    and put the reason in a note, instead of an error pop-up over the old model's charts."""
+    def wrapped(*args):
+        try:
+            return fn(*args)
+        except gr.Error as exc:
+            return cleared(f"*{exc.message}*")
+    return wrapped
+
+
 def _need(obj, what: str, key: str):
     if obj is None:
         raise UserError(f"There are no precomputed {what} for {key}. Make them with "
@@ -72,8 +83,9 @@ def build_layers(svc: Service, model: gr.Dropdown) -> dict:
         probe = svc.probe(key)
         if fmt not in FORMATS:
             raise UserError(f"Unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}.")
-        if fmt == FORMATS[0]:
-            return str(model_dir(key, svc.root) / "probes.safetensors")
+        if fmt == FORMATS[0]:  # a copy in the app's output folder: the repo folder is never served
+            src = model_dir(key, svc.root) / "probes.safetensors"
+            return svc.output_path(f"{key}-probes", ".safetensors", src.read_bytes())
         layer = svc.best_layers(key)[0] if layer in (None, "") else check_int("Layer", layer, 0, probe.n_layers - 1)
         a = None if alpha in (None, "") else check_alpha(alpha)
         vec = export_vector(probe, layer, a, "relative")
@@ -84,7 +96,8 @@ def build_layers(svc: Service, model: gr.Dropdown) -> dict:
         return str(write_safetensors(out / f"{stem}.safetensors", probe, layer, vec, a, "relative"))
 
     show_ref.change(chart, [model, show_ref], [plot, summary, csv], api_name="layers_chart", **REPLAY_EVENT)
-    model.change(chart, [model, show_ref], [plot, summary, csv], api_visibility="undocumented", **REPLAY_EVENT)
+    model.change(quietly(chart, lambda note: (None, note, None)), [model, show_ref], [plot, summary, csv],
+                 api_name="layers_chart_on_model", api_visibility="undocumented", **REPLAY_EVENT)
     d_btn.click(download, [model, d_layer, d_fmt, d_alpha], d_file, api_name="download_probe", **REPLAY_EVENT)
     return {"chart": chart, "inputs": [model, show_ref], "outputs": [plot, summary, csv]}
 
@@ -222,13 +235,22 @@ def build_steering(svc: Service, model: gr.Dropdown) -> dict:
         return rows[:500]
 
     outs = [dose, success, coh, rates, dose_csv, success_csv, coh_csv, lyr]
-    sc.change(charts, [model, sc, lyr], outs, api_name="steering_charts", **REPLAY_EVENT)
-    lyr.input(charts, [model, sc, lyr], outs, api_visibility="undocumented", **REPLAY_EVENT)
-    model.change(charts, [model, sc, lyr], outs, api_visibility="undocumented", **REPLAY_EVENT)
-    model.change(filters, [model], [f_layer, f_alpha, f_seed], api_visibility="undocumented", **REPLAY_EVENT)
     f_inputs = [model, f_sc, f_layer, f_alpha, f_seed, f_cond]
+
+    def on_model(key, scenario, f_scenario):
+        """A new model: its best steering layer, its filter choices, its samples."""
+        return (*charts(key, scenario, None), *filters(key), samples(key, f_scenario, ALL, ALL, ALL, ALL))
+
+    no_choices = gr.update(choices=[("All", ALL)], value=ALL)
+    cleared = (lambda note: (None, None, None, note, None, None, None, gr.update(choices=[], value=None), no_choices,
+                             no_choices, no_choices, []))
+    sc.change(charts, [model, sc, lyr], outs, api_name="steering_charts", **REPLAY_EVENT)
+    lyr.input(charts, [model, sc, lyr], outs, api_name="steering_charts_on_layer", api_visibility="undocumented",
+              **REPLAY_EVENT)
+    model.change(quietly(on_model, cleared), [model, sc, f_sc], outs + [f_layer, f_alpha, f_seed, samples_df],
+                 api_name="steering_on_model", api_visibility="undocumented", **REPLAY_EVENT)
     for i, f in enumerate((f_sc, f_layer, f_alpha, f_seed, f_cond)):
-        f.input(samples, f_inputs, samples_df, api_name="samples" if i == 0 else None,
+        f.input(samples, f_inputs, samples_df, api_name="samples" if i == 0 else f"samples_{i}",
                 api_visibility="public" if i == 0 else "undocumented", **REPLAY_EVENT)
     return {"charts": charts, "inputs": [model, sc, lyr], "outputs": outs, "filters": filters,
             "filter_outputs": [f_layer, f_alpha, f_seed], "samples": samples, "sample_inputs": f_inputs,

@@ -15,16 +15,15 @@ from .common import MODEL_EVENT, Slider, csv_file, friendly, gpu, session_id
 STREAM_EVERY_S = 0.15  # how often the columns refresh while tokens arrive
 
 
-def _heatmap(svc: Service, key: str, token_ids: list[int], scores: list[float], layer: int) -> str:
-    if not token_ids:
+def _heatmap(svc: Service, key: str, res: SideBySide, b: int, center: float) -> str:
+    row = res.rows[b]
+    if not row.token_ids or not row.token_scores:
         return ""
     tok = svc.handle(key).tokenizer
-    tokens = [tok.decode([i]) for i in token_ids[: len(scores)]]
-    center = float(svc.probe(key).thresholds[layer]) if svc.has_results(key) else 0.0
-    if not tokens:
-        return ""
-    return (f"<div style='font-size:13px'>Live readout at layer {layer} (each generated token's state, "
-            f"relative to the probe threshold)</div>" + token_heatmap_html(tokens, scores, center=center))
+    tokens = [tok.decode([i]) for i in row.token_ids[: len(row.token_scores)]]
+    return (f"<div style='font-size:13px'>Live readout at layer {res.readout_layer} (each generated token's state"
+            f"{', relative to the probe threshold' if center else ''})</div>"
+            + token_heatmap_html(tokens, row.token_scores, center=center))
 
 
 def _row_info(res: SideBySide, b: int, probe=None) -> str:
@@ -106,25 +105,26 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> dict:
     @gpu
     @friendly
     def generate(key, sc, pr, a, lyr, n, sd, gr_, up, request: gr.Request = None):
+        key = svc.check_model(key)
         cancel = svc.begin(session_id(request))
-        last_emit = 0.0
         probe = svc.probe(key) if not up and svc.has_results(key) else None
+        last_emit = 0.0
         for res in svc.stream_steer(key, sc, pr, a, lyr, n, sd, gr_, up, cancel=cancel):
             now = time.perf_counter()
             final = bool(res.scores)
             if not final and now - last_emit < STREAM_EVERY_S:
                 continue
             last_emit = now
-            r_layer = res.scores[0]["probe_layer"] if final else svc.model_info(key).get("best_layer", res.layer)
-            heats = [_heatmap(svc, key, row.token_ids, row.token_scores, r_layer) for row in res.rows]
+            center = float(probe.thresholds[res.readout_layer]) if probe is not None else 0.0
             path = svc.write_json({"model": key, "scenario": sc, **res.to_dict()}, "steer") if final else gr.skip()
-            yield (res.rows[0].text, res.rows[1].text, _row_info(res, 0, probe), _row_info(res, 1, probe), heats[0], heats[1],
-                   path)
+            yield (res.rows[0].text, res.rows[1].text, _row_info(res, 0, probe), _row_info(res, 1, probe),
+                   _heatmap(svc, key, res, 0, center), _heatmap(svc, key, res, 1, center), path)
 
     @gpu
     @friendly
-    def dose(key, sc, pr, a, lyr, n, sd, gr_, up):
-        res = svc.dose_response(key, sc, pr, a, lyr, min(int(n or 48), 48) if n else 48, sd, gr_, up)
+    def dose(key, sc, pr, a, lyr, n, sd, gr_, up, request: gr.Request = None):
+        cancel = svc.begin(session_id(request))
+        res = svc.dose_response(key, sc, pr, a, lyr, n, sd, gr_, up, cancel=cancel)
         probe_layer = res.scores[0]["probe_layer"]
         fig = live_dose_figure([r.alpha for r in res.rows], [s["probe_score"] for s in res.scores],
                                [s["judge_probability"] for s in res.scores], probe_layer)
@@ -135,17 +135,21 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> dict:
         return fig, table, path, csv_file(svc, fig, "dose-response")
 
     controls = [model, scenario, prompt, alpha, layer, max_new, seed, greedy, upload]
-    gen_ev = gen_btn.click(generate, controls, [base_text, steer_text, base_info, steer_info, base_heat, steer_heat,
+    gen_btn.click(generate, controls, [base_text, steer_text, base_info, steer_info, base_heat, steer_heat,
                                                 result_file], api_name="steer", **MODEL_EVENT)
-    dose_ev = dose_btn.click(dose, controls, [dose_plot, dose_table, result_file, dose_csv], api_name="dose_response",
+    dose_btn.click(dose, controls, [dose_plot, dose_table, result_file, dose_csv], api_name="dose_response",
                              **MODEL_EVENT)
     def stop(request: gr.Request):
+        """Sets this session's cancel event: the running generation ends at its next step and still
+        shows (and scores) what it wrote, marked "stopped early"."""
         svc.stop(session_id(request))
 
-    stop_btn.click(stop, None, None, cancels=[gen_ev, dose_ev], api_name="stop", queue=False)
-    zero.click(lambda: 0.0, None, alpha, api_visibility="undocumented", queue=False)
-    for trigger in (alpha.change, layer.change):
-        trigger(show_raw, [model, alpha, layer], raw, api_visibility="undocumented", show_progress="hidden")
+    stop_btn.click(stop, None, None, api_name="stop", queue=False)
+    zero.click(lambda: 0.0, None, alpha, api_name="alpha_zero", api_visibility="undocumented", queue=False)
+    alpha.change(show_raw, [model, alpha, layer], raw, api_name="raw_alpha", api_visibility="undocumented",
+                 show_progress="hidden")
+    layer.change(show_raw, [model, alpha, layer], raw, api_name="raw_alpha_on_layer", api_visibility="undocumented",
+                 show_progress="hidden")
     scenario.change(on_scenario, [model, scenario], [desc, prompt], api_name="scenario_info", show_progress="hidden")
     return {"layer": layer, "raw": raw, "alpha": alpha, "scenario": scenario, "prompt": prompt, "show_raw": show_raw,
             "on_scenario": on_scenario}
