@@ -163,15 +163,14 @@ def read_safetensors(path: str | Path, max_bytes: int = 64 * 2**20) -> tuple[dic
 def load_direction_file(path: str | Path, n_layers: int, hidden_size: int) -> torch.Tensor:
     """A user-supplied direction file -> (L, H) unit rows.
 
-    Accepts a probe file, a tensor ``direction`` of shape (H,) or (L, H), or llama.cpp-style
-    tensors ``direction.N`` (layers without a tensor get a zero row). Width, dtype and finiteness are checked before use.
+    Accepts a probe file, llama.cpp-style tensors ``direction.N`` (layers without a tensor get a
+    zero row; they win over a plain ``direction``, as in this project's one-layer export), or a
+    tensor ``direction`` of shape (H,) (used at every layer) or (L, H). Width, dtype and finiteness are checked before use.
     """
     tensors, _ = read_safetensors(path)
     if "directions" in tensors:
         D = tensors["directions"]
-    elif "direction" in tensors:
-        D = tensors["direction"]
-    elif any(k.startswith("direction.") for k in tensors):
+    elif any(k.startswith("direction.") for k in tensors):  # per-layer names say where each vector belongs
         D = torch.zeros((n_layers, hidden_size))
         for k, v in tensors.items():
             if k.startswith("direction."):
@@ -179,6 +178,8 @@ def load_direction_file(path: str | Path, n_layers: int, hidden_size: int) -> to
                 if not 0 <= i < n_layers:
                     raise ValueError(f"{k} names a layer this model does not have.")
                 D[i] = v.reshape(-1)[:hidden_size] if v.numel() == hidden_size else _bad_width(v, hidden_size)
+    elif "direction" in tensors:
+        D = tensors["direction"]
     elif len(tensors) == 1:
         D = next(iter(tensors.values()))
     else:

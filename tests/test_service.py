@@ -174,3 +174,19 @@ def test_compute_thread_runs_nested_calls_inline():
 
     names = on_compute(lambda: (threading.current_thread().name, on_compute(lambda: threading.current_thread().name)))
     assert names[0] == names[1] and names[0].startswith("empathy-generate")
+
+
+def test_a_one_layer_upload_is_used_only_at_its_layer(svc, tmp_path):
+    """This project's one-layer export holds ``direction`` and ``direction.N``: the file means layer N only."""
+    from empathy_core.export import export_vector, write_safetensors
+
+    probe = svc.probe(KEY)
+    path = write_safetensors(tmp_path / "one.safetensors", probe, 2, export_vector(probe, 2, None, "relative"), None,
+                             "relative")
+    r = svc.score(KEY, "I stayed with them .", upload=str(path))
+    assert r.layer == 2 and r.verdict["layer"] == 2
+    assert r.per_layer[0] == 0.0 and r.per_layer[2] != 0.0
+    with pytest.raises(UserError, match="no vector for layer 1.*layer\\(s\\) 2"):
+        list(svc.stream_steer(KEY, "listener", "I stayed .", 0.2, layer=1, upload=str(path)))
+    steps = list(svc.stream_steer(KEY, "listener", "I stayed .", 0.2, layer=2, max_new_tokens=3, upload=str(path)))
+    assert steps[-1].readout_layer == 2
