@@ -172,13 +172,24 @@ def coherence_figure(steering: dict) -> go.Figure:
     return fig
 
 
-def layer_scores_figure(scores, best_layer: int | None = None, title: str = "Probe score by layer") -> go.Figure:
+def layer_scores_figure(scores, best_layer: int | None = None, title: str = "Probe score by layer",
+                        thresholds=None) -> go.Figure:
+    """A text's score at every layer. With ``thresholds`` (the probe's per-layer midpoints of the
+    train class means) the score is drawn relative to them, so above 0 means the empathic side at
+    every layer; raw projections are not comparable across layers, whose norms differ."""
     scores = [float(s) for s in scores]
-    fig = go.Figure(go.Scatter(x=list(range(len(scores))), y=scores, mode="lines+markers", name="score", **_style(0)))
+    if thresholds is not None:
+        scores = [s - float(t) for s, t in zip(scores, thresholds)]
+    name = "score − layer threshold" if thresholds is not None else "score"
+    fig = go.Figure(go.Scatter(x=list(range(len(scores))), y=scores, mode="lines+markers", name=name, **_style(0)))
+    if thresholds is not None:
+        fig.add_hline(y=0, line={"color": "#555555", "dash": "dot", "width": 1},
+                      annotation_text="threshold: empathic above, task-focused below")
     if best_layer is not None:
         fig.add_vline(x=best_layer, line={"color": "#000000", "dash": "dash", "width": 1},
                       annotation_text=f"best layer {best_layer}")
-    return _layout(fig, title, "layer", "projection on the empathy direction", height=320)
+    y = "projection − the layer's threshold" if thresholds is not None else "projection on the direction"
+    return _layout(fig, title, "layer", y, height=340)
 
 
 def live_dose_figure(alphas, probe_scores, judge_probs, probe_layer: int) -> go.Figure:
@@ -211,10 +222,13 @@ def token_heatmap_html(tokens: list[str], scores, center: float = 0.0) -> str:
         sign = "+" if v >= 0 else "−"
         spans.append(f'<span title="{sign}{abs(v):.2f}" style="background:rgba({rgb},{a:.2f});color:#111;'
                      f'padding:1px 2px;border-radius:3px;margin:1px;display:inline-block">{html.escape(tok)}</span>')
-    legend = ('<div style="font-size:12px;margin-top:6px">shading: <span style="background:rgba(0,114,178,0.6);color:#111;'
-              'padding:1px 4px">+ more empathic</span> <span style="background:rgba(213,94,0,0.6);color:#111;padding:1px 4px">'
-              '− less empathic</span> (hover a token for its score)</div>')
-    return f'<div style="line-height:2;background:#fafafa;padding:8px;border-radius:6px">{"".join(spans)}</div>{legend}'
+    legend = ('<div class="heatmap-legend" style="font-size:12px;margin-top:6px;line-height:1.6;color:#111">shading: '
+              '<span style="background:rgba(0,114,178,0.6);color:#111;padding:1px 4px">+ more empathic</span> '
+              '<span style="background:rgba(213,94,0,0.6);color:#111;padding:1px 4px">− less empathic</span> '
+              '(hover a token for its score)</div>')
+    # One light box with dark text around tokens and legend alike, so both themes read the same.
+    return (f'<div class="token-heatmap" style="line-height:2;background:#fafafa;color:#111;padding:8px;border-radius:6px">'
+            f'<div>{"".join(spans)}</div>{legend}</div>')
 
 
 def figure_csv(fig: go.Figure) -> str:

@@ -21,6 +21,7 @@ import gc
 import hashlib
 import json
 import math
+import os
 import tempfile
 import threading
 import time
@@ -59,11 +60,32 @@ class UserError(ValueError):
     """Bad input or an unavailable resource; the message says what to do."""
 
 
-def model_choices() -> list[tuple[str, str]]:
-    """(label, key) for the selector: bundled models first, then the study's models."""
+def hub_cached(hub_id: str) -> bool:
+    """Whether a hub model's config is in the local Hugging Face cache (no network used)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
+    except Exception:  # an unusual cache layout: treat as absent
+        return False
+
+
+def model_choices(check_hub: bool = True) -> list[tuple[str, str]]:
+    """(label, key) for the selector: bundled models first, then the study's models by hub id,
+    each labelled with whether it can load here (local cache, hub reachable, or neither)."""
+    from .models import hub_reachable
+
+    online = check_hub and os.environ.get("HF_HUB_OFFLINE") != "1" and hub_reachable(timeout=2.0)
     out = []
     for key, spec in REGISTRY.items():
-        where = "bundled, offline" if key in BUNDLED else f"study model, needs {spec.hub_id}"
+        if key in BUNDLED:
+            where = "bundled, offline"
+        elif hub_cached(spec.hub_id):
+            where = f"study model {spec.hub_id}, in the local cache"
+        elif online:
+            where = f"study model {spec.hub_id}, downloads on first use"
+        else:
+            where = f"study model {spec.hub_id}, not available offline"
         out.append((f"{key} ({where})", key))
     return out
 

@@ -62,15 +62,15 @@ def test_score_matches_the_library(client, app_server):
     probe = load_probe(KEY)
     # Reference: the batched extraction path, pooled, projected on each layer's direction.
     ref = probe.score(extract(svc.handle(KEY), [text], pooling="mean").pooled)[0]
-    ys = plot_data(chart)[0]["y"]
+    ys = plot_data(chart)[0]["y"]  # drawn relative to each layer's threshold
     assert len(ys) == probe.n_layers
-    np.testing.assert_allclose(ys, ref.numpy(), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(ys, (ref - probe.thresholds).numpy(), rtol=1e-3, atol=1e-3)
     p = probe.probability(float(ref[10]), 10)
     assert f"P(empathic) = {p:.2f}" in verdict
     assert ("Empathic" if p >= 0.5 else "Task-focused") in verdict
     assert "asked" in heat and "Layer 10" in heat
     rows = read_csv(chart_csv)
-    assert [float(r["y"]) for r in rows if r["trace"] == "score"] == pytest.approx(ys)
+    assert [float(r["y"]) for r in rows if r["trace"] == "score − layer threshold"] == pytest.approx(ys)
 
 
 def test_steer_streams_and_equals_one_batched_library_call(client, app_server):
@@ -233,7 +233,8 @@ def test_uploaded_direction_steers_and_scores(client, tmp_path):
     text = "I gave my water to D first and took the lower score."
     mine = client.predict(KEY, text, 10, handle_file(str(path)), api_name="/score")
     ours = client.predict(KEY, text, 10, None, api_name="/score")
-    assert plot_data(mine[1])[0]["y"] == pytest.approx(plot_data(ours[1])[0]["y"], rel=1e-5)
+    raw = np.array(plot_data(mine[1])[0]["y"])  # an upload has no thresholds: raw projections
+    np.testing.assert_allclose(raw - probe.thresholds.numpy(), plot_data(ours[1])[0]["y"], rtol=1e-4, atol=1e-3)
     assert "no calibration" in mine[0]
     up = client.predict(*steer_args(alpha=0.2, n=10, upload=handle_file(str(path))), api_name="/steer")
     assert up[:2] == client.predict(*steer_args(alpha=0.2, n=10), api_name="/steer")[:2]

@@ -122,3 +122,30 @@ def test_about_tab(page):
     _open_tab(page, "About")
     page.get_by_role("heading", name=re.compile("What a linear probe is")).wait_for()
     page.screenshot(path=str(SHOTS / "about.png"))
+
+
+def test_token_heatmap_is_readable_in_the_dark_theme(app_server, page):
+    """Dark text on light tints inside its own light box, whatever the page theme."""
+    pg = page.context.browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        pg.goto(app_server[1] + "?__theme=dark")
+        pg.get_by_text(re.compile(r"Ready: smollm2-135m")).wait_for()
+        assert pg.evaluate("document.body.classList.contains('dark') || "
+                           "document.querySelector('.dark') !== null"), "the dark theme did not apply"
+        pg.locator("#probe-verdict").scroll_into_view_if_needed()
+        pg.get_by_role("button", name=re.compile("The Duel · empathic")).click()
+        pg.get_by_role("button", name="Score", exact=True).click()
+        pg.locator("#probe-heatmap span[title]").first.wait_for()
+        colors = pg.evaluate("""() => {
+            const box = document.querySelector('#probe-heatmap .token-heatmap');
+            const span = box.querySelector('span[title]');
+            const legend = box.querySelector('.heatmap-legend');
+            return [getComputedStyle(span).color, getComputedStyle(legend).color, getComputedStyle(box).backgroundColor];
+        }""")
+        lum = [sum(int(v) for v in re.findall(r"\d+", c)[:3]) / (3 * 255) for c in colors]
+        assert lum[0] < 0.25 and lum[1] < 0.25 and lum[2] > 0.9, colors
+        assert _svg_charts(pg, "probe-chart") >= 1
+        _scroll_to(pg, "#probe-verdict")
+        pg.screenshot(path=str(SHOTS / "probe-dark.png"))
+    finally:
+        pg.close()

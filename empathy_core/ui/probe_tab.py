@@ -68,7 +68,9 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> dict:
     @friendly
     def score(key, txt, lyr, up):
         r = svc.score(key, txt, lyr, up)
-        fig = layer_scores_figure(r.per_layer, r.best_layer, title=f"Probe score by layer ({r.model})")
+        thresholds = svc.probe(r.model).thresholds.tolist() if not up else None
+        fig = layer_scores_figure(r.per_layer, r.best_layer, title=f"Probe score by layer ({r.model})",
+                                  thresholds=thresholds)
         html = f"<div><b>Layer {r.layer}</b></div>" + token_heatmap_html(r.tokens, r.token_scores, center=r.threshold)
         return verdict_markdown(svc, r), fig, html, csv_file(svc, fig, "probe-scores")
 
