@@ -362,24 +362,31 @@ def test_twenty_concurrent_steer_requests_equal_their_solo_results(app_server, t
         if i % 7 == 6:
             kw |= dict(key="gemma3-270m", layer=(4, 6, 12)[i % 3], prompt=gemma_prompt, upload=None)
         requests.append(steer_args(**kw))
-    results: dict[int, tuple] = {}
-    errors = []
+    results, errors = concurrent_steer(url, requests)
+    assert not errors, errors
+    solo = Client(url, verbose=False)
+    for i, req in enumerate(requests):
+        assert results[i][:2] == tuple(solo.predict(*req, api_name="/steer")[:2]), req
+
+
+def concurrent_steer(url: str, requests: list[tuple]) -> tuple[dict[int, tuple], dict[int, str]]:
+    """Send every request at once, each from its own client (its own session): (results, errors) by index."""
+    from gradio_client import Client
+
+    results, errors = {}, {}
 
     def one(i):
         try:
-            results[i] = tuple(Client(url, verbose=False).predict(*requests[i], api_name="/steer")[:2])
-        except Exception as exc:  # noqa: BLE001 - collected and reported below
-            errors.append(repr(exc))
+            results[i] = tuple(Client(url, verbose=False).predict(*requests[i], api_name="/steer"))
+        except Exception as exc:  # noqa: BLE001 - returned to the test, which inspects it
+            errors[i] = str(exc)
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(requests))]
     for t in threads:
         t.start()
     for t in threads:
         t.join(900)
-    assert not errors, errors
-    solo = Client(url, verbose=False)
-    for i, req in enumerate(requests):
-        assert results[i] == tuple(solo.predict(*req, api_name="/steer")[:2]), req
+    return results, errors
 
 
 def _rss_mb() -> float:
@@ -421,22 +428,9 @@ def test_a_full_queue_says_so_and_the_app_recovers(app_server):
     app.launch(demo, port=port, prevent_thread_lock=True, quiet=True)
     try:
         url = f"http://127.0.0.1:{port}/"
-        errors, done = [], []
-
-        def one(i):
-            try:
-                Client(url, verbose=False).predict(*steer_args(alpha=0.01 * i, n=48), api_name="/steer")
-                done.append(i)
-            except Exception as exc:  # noqa: BLE001 - inspected below
-                errors.append(str(exc))
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(600)
+        done, errors = concurrent_steer(url, [steer_args(alpha=0.01 * i, n=48) for i in range(8)])
         assert done, errors
-        assert errors and all("queue is full" in e.lower() for e in errors), errors
+        assert errors and all("queue is full" in e.lower() for e in errors.values()), errors
         assert Client(url, verbose=False).predict(*steer_args(n=4), api_name="/steer")[0].strip()
     finally:
         demo.close()
