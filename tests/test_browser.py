@@ -108,6 +108,17 @@ def test_steer_tab_slider_and_side_by_side_generation(page):
     page.screenshot(path=str(SHOTS / "steer.png"), full_page=False)
 
 
+def test_stop_button_ends_a_long_generation(page):
+    _open_tab(page, "Steer: playground")
+    page.locator("#max-new-tokens input[type=range]").fill("256")
+    page.locator("#generate-btn").click()
+    page.get_by_text("generating…").first.wait_for()  # tokens are streaming in
+    page.get_by_role("button", name="Stop", exact=True).click()
+    page.get_by_text("stopped early").first.wait_for()
+    n_words = len(page.locator("#steered-text textarea").input_value().split())
+    assert 0 < n_words < 200
+
+
 @pytest.mark.parametrize("tab,charts", [("Layers: replay", ["layers-plot"]), ("Cross-model", ["depth-plot", "agree-plot"]),
                                         ("Steering results: replay", ["dose-replay", "success-plot", "coherence-plot"])])
 def test_replay_tabs_render_svg_charts(page, tab, charts):

@@ -65,7 +65,7 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> dict:
                     zero = gr.Button("α = 0", size="sm", min_width=60)
                 layer = Slider(0, n_layers - 1, step=1, value=best,
                                   label="Steering layer (default: best steering layer of the precomputed sweep)")
-                max_new = Slider(1, MAX_NEW_TOKENS, step=1, value=64, label="Max new tokens")
+                max_new = Slider(1, MAX_NEW_TOKENS, step=1, value=64, label="Max new tokens", elem_id="max-new-tokens")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                     greedy = gr.Checkbox(True, label="Greedy (untick to sample: T 0.8, top-p 0.95, same noise in both columns)")
