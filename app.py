@@ -17,10 +17,15 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls
 
 import gradio as gr  # noqa: E402
 
-from empathy_core.models import BUNDLED, REGISTRY  # noqa: E402
-from empathy_core.service import HUB_FALLBACK_NOTE, Service, default_prompt, model_choices  # noqa: E402
-from empathy_core.ui import probe_tab, replay_tabs, steer_tab  # noqa: E402
-from empathy_core.ui.common import MODEL_EVENT, REPLAY_EVENT, friendly, gpu  # noqa: E402
+from empathy_core.app.service import (  # noqa: E402
+    HUB_FALLBACK_NOTE,
+    Service,
+    default_prompt,
+    model_choices,
+)
+from empathy_core.app.ui import probe_tab, replay_tabs, steer_tab  # noqa: E402
+from empathy_core.app.ui.common import MODEL_EVENT, REPLAY_EVENT, friendly, gpu  # noqa: E402
+from empathy_core.core.models import BUNDLED, REGISTRY  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 QUEUE_SIZE = int(os.environ.get("EMPATHY_QUEUE_SIZE", "64"))

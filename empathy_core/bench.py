@@ -33,7 +33,7 @@ def median_time(fn, repeats: int = 3, warmup: int = 1) -> float:
 
 def measure_loads(key: str) -> dict:
     """Cold load (GGUF dequantization, written to an empty cache) vs a cached reload."""
-    from .models import load_model
+    from .core.models import load_model
 
     old = os.environ.get("EMPATHY_CACHE")
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,7 +53,7 @@ def measure_loads(key: str) -> dict:
 
 def measure_scoring(handle, text: str, repeats: int = 5) -> dict:
     """Scoring one text at all layers (hooks project every token) vs one plain forward pass."""
-    from .activations import _trunk, encode, score_tokens, tokenize_one
+    from .core.activations import _trunk, encode, score_tokens, tokenize_one
 
     D = torch.nn.functional.normalize(torch.randn(handle.n_layers, handle.hidden_size), dim=1)
     ids, mask = tokenize_one(handle, text, "mean")
@@ -80,8 +80,8 @@ def measure_scoring(handle, text: str, repeats: int = 5) -> dict:
 
 
 def measure_extraction(handle, n_texts: int = 100, repeats: int = 3) -> dict:
-    from . import dataset
-    from .activations import extract
+    from .core.activations import extract
+    from .study import dataset
 
     pairs = dataset.load_pairs()
     texts = [t for p in pairs for t in (p.empathic, p.task)][:n_texts]
@@ -93,8 +93,8 @@ def measure_extraction(handle, n_texts: int = 100, repeats: int = 3) -> dict:
 
 
 def measure_generation(handle, probe, layer: int, new_tokens: int = 48, repeats: int = 3, alpha: float = 0.3) -> dict:
-    from .generation import build_prompt, side_by_side
-    from .steering import steer, steering_vectors
+    from .core.generation import build_prompt, side_by_side
+    from .core.steering import steer, steering_vectors
 
     prompt = build_prompt(handle, "listener")
     ids = handle.tokenizer(prompt, return_tensors="pt", add_special_tokens=not handle.is_chat)["input_ids"].to(handle.device)
@@ -134,14 +134,15 @@ def measure_generation(handle, probe, layer: int, new_tokens: int = 48, repeats:
 
 def bench(key: str = "smollm2-135m", new_tokens: int = 48, repeats: int = 3, n_texts: int = 100) -> dict:
     """Everything in one run; see the module docstring."""
-    from . import cli, dataset
-    from .models import load_model
+    from . import store
+    from .core.models import load_model
+    from .study import dataset
 
     res = {"model": key, "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
     res.update(measure_loads(key))
     handle = load_model(key)
-    probe = cli.load_probe(key)
-    layer = int(cli.load_detection(key)["best_layer"])
+    probe = store.load_probe(key)
+    layer = int(store.load_detection(key)["best_layer"])
     res["device"] = str(handle.device)
     res["dtype"] = str(handle.dtype).replace("torch.", "")
     res.update(measure_generation(handle, probe, layer, new_tokens, repeats))

@@ -14,43 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-PRECOMPUTED = Path(os.environ.get("EMPATHY_PRECOMPUTED") or Path(__file__).resolve().parent.parent / "precomputed")
+from .errors import UserError
+from .store import load_detection, load_probe, model_dir, write_json
 
 
-class CLIError(Exception):
+class CLIError(UserError):
     """A user-facing error: printed without a traceback, exit status 2."""
-
-
-def model_dir(key: str, root: Path | None = None) -> Path:
-    safe = key.replace("/", "__")
-    return (root or PRECOMPUTED) / safe
-
-
-def write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, allow_nan=False) + "\n")
-    tmp.replace(path)
-
-
-def load_detection(key: str, root: Path | None = None) -> dict:
-    path = model_dir(key, root) / "detection.json"
-    if not path.exists():
-        raise CLIError(f"No detection results for {key} at {path}. Run `python -m empathy_core extract --model {key}` first.")
-    return json.loads(path.read_text())
-
-
-def load_probe(key: str, root: Path | None = None):
-    from .probes import Probe
-
-    path = model_dir(key, root) / "probes.safetensors"
-    if not path.exists():
-        raise CLIError(f"No probe file for {key} at {path}. Run `python -m empathy_core extract --model {key}` first.")
-    return Probe.load(path)
 
 
 def resolve_layer(layer: str | int, detection: dict, n_layers: int) -> int:
@@ -66,8 +38,8 @@ def resolve_layer(layer: str | int, detection: dict, n_layers: int) -> int:
 
 
 def cmd_extract(a) -> int:
-    from .experiments import DetectionSettings, run_detection
-    from .models import load_model
+    from .core.models import load_model
+    from .study.experiments import DetectionSettings, run_detection
 
     s = DetectionSettings(method=a.method, pooling=a.pooling, n_boot=a.n_boot, n_random=a.n_random, seed=a.seed,
                           batch_size=a.batch_size)
@@ -109,8 +81,8 @@ def _read_jsonl(path: str) -> list[dict]:
 
 
 def cmd_score(a) -> int:
-    from .activations import extract
-    from .models import load_model
+    from .core.activations import extract
+    from .core.models import load_model
 
     probe = load_probe(a.model, a.out_dir)
     detection = load_detection(a.model, a.out_dir)
@@ -132,8 +104,8 @@ def cmd_score(a) -> int:
 
 
 def cmd_export(a) -> int:
-    from .export import export_vector, write_gguf, write_safetensors
-    from .models import REGISTRY
+    from .core.export import export_vector, write_gguf, write_safetensors
+    from .core.models import REGISTRY
 
     probe = load_probe(a.model, a.out_dir)
     detection = load_detection(a.model, a.out_dir)
@@ -152,11 +124,11 @@ def cmd_export(a) -> int:
 
 
 def cmd_precompute(a) -> int:
-    from .precompute import run_precompute
-    from .sweep import SweepSettings
+    from .study.precompute import run_precompute
+    from .study.sweep import SweepSettings
 
     if a.refresh:
-        from .precompute import refresh_summaries
+        from .study.precompute import refresh_summaries
 
         refresh_summaries(a.model, a.out_dir)
         print(f"Refreshed the summaries of {a.model} from its stored generations.")
@@ -259,22 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; 0 on success, 2 with a one-line message on a user error."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except CLIError as exc:
+    except UserError as exc:  # CLIError, StoreError, ModelUnavailable: what to fix, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, KeyError, OSError) as exc:  # bad values, malformed files, unwritable paths
-        msg = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-        print(f"error: {msg}", file=sys.stderr)
+    except (ValueError, OSError) as exc:  # bad values in input files, unwritable paths
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # ModelUnavailable and friends: a message, not a traceback
-        from .models import ModelUnavailable
-
-        if isinstance(exc, ModelUnavailable):
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        raise
-

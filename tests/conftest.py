@@ -13,14 +13,14 @@ FAST_ARCHS = ("llama", "qwen2", "phi3", "gemma3")
 
 @pytest.fixture(scope="session")
 def tiny_tok():
-    from empathy_core.models import tiny_tokenizer
+    from empathy_core.testing import tiny_tokenizer
 
     return tiny_tokenizer()
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tiny_tok):
-    from empathy_core.models import tiny_model
+    from empathy_core.testing import tiny_model
 
     return {arch: tiny_model(arch, tokenizer=tiny_tok) for arch in FAST_ARCHS + ("gpt2",)}
 
@@ -34,7 +34,7 @@ _REAL = {}
 
 
 def real_model(key):
-    from empathy_core.models import ModelUnavailable, load_model
+    from empathy_core.core.models import ModelUnavailable, load_model
 
     if key not in _REAL:
         try:
@@ -57,10 +57,10 @@ def gemma():
 @pytest.fixture(scope="session")
 def fresh_smol_detection(smol):
     """The detection experiment rerun now with the committed settings: (committed, (probe, fresh))."""
-    from empathy_core import cli
-    from empathy_core.experiments import DetectionSettings, run_detection
+    from empathy_core import store
+    from empathy_core.study.experiments import DetectionSettings, run_detection
 
-    committed = cli.load_detection("smollm2-135m")
+    committed = store.load_detection("smollm2-135m")
     return committed, run_detection(smol, DetectionSettings(**committed["settings"]))
 
 
@@ -80,7 +80,7 @@ def app_server():
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import app
-    from empathy_core.service import Service
+    from empathy_core.app.service import Service
 
     svc = Service("smollm2-135m")
     svc.start()

@@ -3,9 +3,16 @@
 import pytest
 import torch
 
-from empathy_core import dataset
-from empathy_core.activations import encode, extract, pool_weights, score_tokens, tap_layers, tokenize_one
-from empathy_core.models import find_final_norm
+from empathy_core.core.activations import (
+    encode,
+    extract,
+    pool_weights,
+    score_tokens,
+    tap_layers,
+    tokenize_one,
+)
+from empathy_core.core.models import find_final_norm
+from empathy_core.study import dataset
 
 TEXTS = [p.empathic for p in dataset.load_pairs()[:5]] + [p.task for p in dataset.load_pairs()[:5]]
 SCEN = [p.scenario for p in dataset.load_pairs()[:5]] * 2

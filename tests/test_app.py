@@ -53,8 +53,8 @@ def test_status_says_ready(client):
 
 
 def test_score_matches_the_library(client, app_server):
-    from empathy_core.activations import extract
-    from empathy_core.cli import load_probe
+    from empathy_core.core.activations import extract
+    from empathy_core.store import load_probe
 
     svc, _ = app_server
     text = "I stopped walking to the door and asked how they were doing, even though it cost me a heart."
@@ -74,7 +74,7 @@ def test_score_matches_the_library(client, app_server):
 
 
 def test_steer_streams_and_equals_one_batched_library_call(client, app_server):
-    from empathy_core.generation import RawPrompt, side_by_side
+    from empathy_core.core.generation import RawPrompt, side_by_side
 
     svc, _ = app_server
     job = client.submit(*steer_args(alpha=0.25, n=24), api_name="/steer")
@@ -118,7 +118,7 @@ def test_dose_response_is_one_call_over_seven_alphas(client):
 
 
 def test_switching_models_updates_controls_and_replays(client):
-    from empathy_core.cli import load_detection
+    from empathy_core.store import load_detection
 
     note = client.predict("gemma3-270m", api_name="/select_model")
     assert "gemma3-270m" in note and "18 layers" in note and "base model" in note
@@ -164,7 +164,7 @@ def test_stop_ends_a_dose_response_early(client):
 
 
 def test_layers_chart_replays_detection_json_and_toggles_the_reference(client):
-    from empathy_core.cli import load_detection
+    from empathy_core.store import load_detection
 
     det = load_detection(KEY)
     plot, summary, chart_csv = client.predict(KEY, False, api_name="/layers_chart")
@@ -205,9 +205,9 @@ def test_steering_charts_and_sample_browser(client):
 
 
 def test_probe_downloads_round_trip(client, tmp_path):
-    from empathy_core.cli import load_probe
-    from empathy_core.export import read_gguf
-    from empathy_core.probes import Probe, load_direction_file
+    from empathy_core.core.export import read_gguf
+    from empathy_core.core.probes import Probe, load_direction_file
+    from empathy_core.store import load_probe
 
     probe = load_probe(KEY)
     full = client.predict(KEY, None, "probe file (safetensors, all layers)", None, api_name="/download_probe")
@@ -223,7 +223,7 @@ def test_probe_downloads_round_trip(client, tmp_path):
 
 def test_uploaded_direction_steers_and_scores(client, tmp_path):
     """A user's own direction file: the probe's direction re-uploaded gives the probe's numbers."""
-    from empathy_core.cli import load_probe
+    from empathy_core.store import load_probe
 
     probe = load_probe(KEY)
     path = tmp_path / "mine.safetensors"
@@ -417,9 +417,9 @@ def test_memory_stays_flat_over_200_requests(client):
 
 def test_a_full_queue_says_so_and_the_app_recovers(app_server):
     """A second page on the same service with a queue of 2: a burst of requests overflows it."""
-    import app
     from gradio_client import Client
 
+    import app
     from tests.conftest import free_port
 
     svc, _ = app_server

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from empathy_core import cli
-from empathy_core.models import ModelUnavailable, load_model
+from empathy_core import cli, store
+from empathy_core.core.models import ModelUnavailable, load_model
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def extracted(tiny_dir, tmp_path_factory):
 
 
 def test_extract_writes_probe_and_detection(extracted, tiny_dir):
-    d = cli.model_dir(str(tiny_dir), extracted)
+    d = store.model_dir(str(tiny_dir), extracted)
     det = json.loads((d / "detection.json").read_text())
     assert det["n_layers"] == 4 and len(det["layers"]) == 4
     row = det["layers"][det["best_layer"]]
@@ -37,7 +37,7 @@ def test_extract_writes_probe_and_detection(extracted, tiny_dir):
     assert det["best_layer"] == max(det["layers"], key=lambda r: r["auroc_dev"])["layer"]
     lo, hi = row["auroc_test_ci"]
     assert lo <= row["auroc_test"] <= hi
-    probe = cli.load_probe(str(tiny_dir), extracted)
+    probe = store.load_probe(str(tiny_dir), extracted)
     assert probe.meta["dataset_sha256"] == det["dataset_sha256"]
 
 
@@ -48,7 +48,7 @@ def test_score_round_trip(extracted, tiny_dir, tmp_path):
     rc = cli.main(["score", "--model", str(tiny_dir), "--in", str(inp), "--out", str(out), "--out-dir", str(extracted)])
     assert rc == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    det = cli.load_detection(str(tiny_dir), extracted)
+    det = store.load_detection(str(tiny_dir), extracted)
     assert len(rows) == 2 and rows[0]["id"] == 1
     assert all(r["layer"] == det["best_layer"] and isinstance(r["score"], float) for r in rows)
     # layer N gives the projection at that layer

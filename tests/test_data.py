@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from empathy_core import dataset
+from empathy_core.study import dataset
 
 
 def test_pairs_obey_every_rule():

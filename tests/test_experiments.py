@@ -5,11 +5,17 @@ import json
 
 import pytest
 
-from empathy_core import dataset
-from empathy_core.cli import PRECOMPUTED
-from empathy_core.judges import COHERENCE_RULE, coherence, distinct2, lexicon_score, repetition_rate
-from empathy_core.precompute import REFERENCE, paraphrase_cues
-from empathy_core.sweep import SweepSettings, success_table
+from empathy_core.store import PRECOMPUTED
+from empathy_core.study import dataset
+from empathy_core.study.judges import (
+    COHERENCE_RULE,
+    coherence,
+    distinct2,
+    lexicon_score,
+    repetition_rate,
+)
+from empathy_core.study.precompute import REFERENCE, paraphrase_cues
+from empathy_core.study.sweep import SweepSettings, success_table
 
 
 def _rec(cond, alpha, ens, seed=0, layer=5, scen="maze", coherent=True):

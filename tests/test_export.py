@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from empathy_core import cli
-from empathy_core.export import export_vector, read_gguf, write_gguf
-from empathy_core.probes import Probe, load_direction_file
+from empathy_core import cli, store
+from empathy_core.core.export import export_vector, read_gguf, write_gguf
+from empathy_core.core.probes import Probe, load_direction_file
 
 
 @pytest.fixture
@@ -15,9 +15,9 @@ def probe_dir(tmp_path):
     D = torch.nn.functional.normalize(torch.randn(L, H), dim=1)
     p = Probe(directions=D, mean_norms=torch.arange(1.0, L + 1) * 10, thresholds=torch.zeros(L),
               class_means=torch.zeros(L, 2), calib=torch.zeros(L, 2), meta={"model_key": "smollm2-135m"})
-    d = cli.model_dir("smollm2-135m", tmp_path)
+    d = store.model_dir("smollm2-135m", tmp_path)
     p.save(d / "probes.safetensors")
-    cli.write_json(d / "detection.json", {"best_layer": 3, "layers": []})
+    store.write_json(d / "detection.json", {"best_layer": 3, "layers": []})
     return tmp_path, p
 
 
@@ -41,7 +41,7 @@ def test_safetensors_export_round_trips_into_a_direction_file(probe_dir, tmp_pat
     out = tmp_path / "v.safetensors"
     assert cli.main(["export", "--model", "smollm2-135m", "--layer", "2", "--unit", "raw", "--alpha", "3",
                      "--out", str(out), "--out-dir", str(root)]) == 0
-    from empathy_core.probes import read_safetensors
+    from empathy_core.core.probes import read_safetensors
 
     tensors, meta = read_safetensors(out)
     torch.testing.assert_close(tensors["direction"], 3 * p.directions[2])

@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from empathy_core import metrics
+from empathy_core.study import metrics
 
 
 @pytest.mark.parametrize("seed", range(5))

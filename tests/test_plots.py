@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from empathy_core import plots
-from empathy_core.cli import PRECOMPUTED
+from empathy_core.app import plots
+from empathy_core.store import PRECOMPUTED
 
 
 def _load(name):

@@ -6,10 +6,10 @@ import shutil
 import pytest
 import torch
 
-from empathy_core import cli
-from empathy_core.cli import PRECOMPUTED
-from empathy_core.judges import EmbeddingJudge, Ensemble, ProbeJudge
-from empathy_core.sweep import SweepSettings, random_direction, run_cell
+from empathy_core import store
+from empathy_core.store import PRECOMPUTED
+from empathy_core.study.judges import EmbeddingJudge, Ensemble, ProbeJudge
+from empathy_core.study.sweep import SweepSettings, random_direction, run_cell
 
 pytestmark = pytest.mark.real
 TOL = 2e-3  # stated tolerance for replayed metrics
@@ -32,12 +32,12 @@ def test_one_steering_cell_replays(smol, gemma):
     layer, seed, scen = st["best_detection_layer"], s["seeds"][0], s["scenarios"][0]
     alphas = (0.0, max(s["alphas"]))
     settings = SweepSettings(**{**s, "alphas": alphas, "layers": (layer,), "scenarios": (scen,), "seeds": (seed,)})
-    probe = cli.load_probe("smollm2-135m")
+    probe = store.load_probe("smollm2-135m")
     fresh = [r for r in run_cell(smol, probe, scen, layer, seed, settings) if r["condition"] == "probe"]
     committed = {r["alpha"]: r for r in st["generations"]
                  if (r["condition"], r["scenario"], r["layer"], r["seed"]) == ("probe", scen, layer, seed)}
-    other = cli.load_probe("gemma3-270m")
-    other_layer = cli.load_detection("gemma3-270m")["best_layer"]
+    other = store.load_probe("gemma3-270m")
+    other_layer = store.load_detection("gemma3-270m")["best_layer"]
     ens, _ = Ensemble.calibrate({"embedding": EmbeddingJudge(), "cross_model": ProbeJudge(gemma, other, other_layer)})
     for r in fresh:
         want = committed[r["alpha"]]
@@ -56,7 +56,7 @@ def test_random_direction_is_reproducible():
 
 
 def test_precompute_quick_end_to_end(tmp_path, smol, gemma):
-    from empathy_core.precompute import run_precompute
+    from empathy_core.study.precompute import run_precompute
 
     root = tmp_path / "pc"
     shutil.copytree(PRECOMPUTED / "gemma3-270m", root / "gemma3-270m")

@@ -7,9 +7,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from empathy_core import dataset
-from empathy_core.activations import extract, layer_hidden
-from empathy_core.probes import METHODS, Probe, fit_direction, load_direction_file, read_safetensors
+from empathy_core.core.activations import extract, layer_hidden
+from empathy_core.core.probes import (
+    METHODS,
+    Probe,
+    fit_direction,
+    load_direction_file,
+    read_safetensors,
+)
+from empathy_core.study import dataset
 
 
 def _planted(n=200, h=48, strength=4.0, seed=0):

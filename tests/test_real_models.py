@@ -9,8 +9,9 @@ import json
 import pytest
 import torch
 
-from empathy_core import cli, dataset
-from empathy_core.activations import extract
+from empathy_core import cli, store
+from empathy_core.core.activations import extract
+from empathy_core.study import dataset
 from tests.test_activations import _hook_reads
 
 pytestmark = pytest.mark.real
@@ -53,7 +54,7 @@ def test_committed_detection_is_reproduced(fresh_smol_detection):
     for a, b in zip(fresh["layers"], committed["layers"]):
         assert a["auroc_test"] == pytest.approx(b["auroc_test"], abs=2e-3)
         assert a["confound_auroc"] == pytest.approx(b["confound_auroc"], abs=2e-3)
-    committed_probe = cli.load_probe("smollm2-135m")
+    committed_probe = store.load_probe("smollm2-135m")
     cos = torch.nn.functional.cosine_similarity(probe.directions, committed_probe.directions, dim=1)
     assert cos.min().item() > 0.999
 
@@ -82,12 +83,12 @@ def test_cli_score_round_trip_with_committed_probes(key, tmp_path):
     out = tmp_path / "out.jsonl"
     assert cli.main(["score", "--model", key, "--in", str(inp), "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    det = cli.load_detection(key)
+    det = store.load_detection(key)
     assert len(rows) == 8 and {r["layer"] for r in rows} == {det["best_layer"]}
     # the CLI's scores are the projections of the committed probe at that layer
     from tests.conftest import real_model
 
     h = real_model(key)
-    probe = cli.load_probe(key)
+    probe = store.load_probe(key)
     want = probe.score(extract(h, [r["text"] for r in rows]).pooled)[:, det["best_layer"]]
     torch.testing.assert_close(torch.tensor([r["score"] for r in rows]), want, atol=1e-4, rtol=1e-4)

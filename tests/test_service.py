@@ -10,12 +10,21 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from empathy_core import dataset
-from empathy_core.generation import RawPrompt, side_by_side
-from empathy_core.probes import Probe
-from empathy_core.prompts import base_prefix, chat_messages
-from empathy_core.service import (CUSTOM, Service, UserError, check_alpha, check_int, default_prompt, examples,
-                                  model_choices, scenario_choices)
+from empathy_core.app.service import (
+    CUSTOM,
+    Service,
+    UserError,
+    check_alpha,
+    check_int,
+    default_prompt,
+    examples,
+    model_choices,
+    scenario_choices,
+)
+from empathy_core.core.generation import RawPrompt, side_by_side
+from empathy_core.core.probes import Probe
+from empathy_core.core.prompts import base_prefix, chat_messages
+from empathy_core.study import dataset
 
 KEY = "smollm2-135m"  # the registry key the tiny model stands in for
 
@@ -50,7 +59,7 @@ def test_checks_name_what_to_fix():
 
 
 def test_choices_and_examples_cover_every_model_and_scenario():
-    from empathy_core.models import REGISTRY
+    from empathy_core.core.models import REGISTRY
 
     assert [k for _, k in model_choices()] == list(REGISTRY)
     assert [k for _, k in scenario_choices()] == [*dataset.SCENARIO_IDS, CUSTOM]
@@ -170,7 +179,7 @@ def test_startup_loads_and_warms_in_the_background(svc):
 
 
 def test_compute_thread_runs_nested_calls_inline():
-    from empathy_core.generation import on_compute
+    from empathy_core.core.compute import on_compute
 
     names = on_compute(lambda: (threading.current_thread().name, on_compute(lambda: threading.current_thread().name)))
     assert names[0] == names[1] and names[0].startswith("empathy-generate")
@@ -178,7 +187,7 @@ def test_compute_thread_runs_nested_calls_inline():
 
 def test_a_one_layer_upload_is_used_only_at_its_layer(svc, tmp_path):
     """This project's one-layer export holds ``direction`` and ``direction.N``: the file means layer N only."""
-    from empathy_core.export import export_vector, write_safetensors
+    from empathy_core.core.export import export_vector, write_safetensors
 
     probe = svc.probe(KEY)
     path = write_safetensors(tmp_path / "one.safetensors", probe, 2, export_vector(probe, 2, None, "relative"), None,

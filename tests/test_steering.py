@@ -5,8 +5,8 @@ import threading
 import pytest
 import torch
 
-from empathy_core.generation import SharedGumbelSampler, side_by_side
-from empathy_core.steering import as_alphas, steer, steering_vectors
+from empathy_core.core.generation import SharedGumbelSampler, side_by_side
+from empathy_core.core.steering import as_alphas, steer, steering_vectors
 
 
 def _prompt(handle, n=12):
@@ -218,7 +218,7 @@ def test_max_new_tokens_is_capped(tiny_models):
 
 
 def test_stream_yields_growing_rows(tiny_models):
-    from empathy_core.generation import stream_side_by_side
+    from empathy_core.core.generation import stream_side_by_side
 
     h = tiny_models["qwen2"]
     D = torch.nn.functional.normalize(torch.randn(h.n_layers, h.hidden_size), dim=1)
@@ -229,7 +229,7 @@ def test_stream_yields_growing_rows(tiny_models):
 
 @pytest.mark.parametrize("rows", [1, 2, 5, 16, 40])
 def test_small_batch_linear_matches_stock_linear(rows):
-    from empathy_core.models import use_small_batch_linear
+    from empathy_core.core.fast_linear import use_small_batch_linear
 
     torch.manual_seed(0)
     lin = torch.nn.Linear(24, 40)
@@ -243,7 +243,8 @@ def test_small_batch_linear_matches_stock_linear(rows):
 
 
 def test_small_batch_linear_keeps_steering_exact(tiny_models):
-    from empathy_core.models import tiny_model, use_small_batch_linear
+    from empathy_core.core.fast_linear import use_small_batch_linear
+    from empathy_core.testing import tiny_model
 
     h = tiny_model("llama", tokenizer=tiny_models["llama"].tokenizer, seed=5)
     use_small_batch_linear(h.model)

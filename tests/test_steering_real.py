@@ -5,18 +5,19 @@ import pytest
 import torch
 from scipy import stats
 
-from empathy_core import cli, dataset
-from empathy_core.activations import extract
-from empathy_core.generation import build_prompt, side_by_side
-from empathy_core.steering import steer, steering_vectors
+from empathy_core import store
+from empathy_core.core.activations import extract
+from empathy_core.core.generation import build_prompt, side_by_side
+from empathy_core.core.steering import steer, steering_vectors
+from empathy_core.study import dataset
 
 pytestmark = pytest.mark.real
 
 
 @pytest.fixture(scope="module")
 def setup(smol):
-    probe = cli.load_probe("smollm2-135m")
-    layer = int(cli.load_detection("smollm2-135m")["best_layer"])
+    probe = store.load_probe("smollm2-135m")
+    layer = int(store.load_detection("smollm2-135m")["best_layer"])
     return smol, probe, layer
 
 

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import __version__, dataset, metrics
-from .activations import LAYER_CONVENTION, extract
-from .models import ModelHandle
-from .probes import Probe, fit_direction
+from .. import __version__
+from ..core.activations import LAYER_CONVENTION, extract
+from ..core.models import ModelHandle
+from ..core.probes import Probe, fit_direction
+from . import dataset, metrics
 
 DETECTION_SCHEMA = "empathy-detection/1"
 

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from scipy import stats
 
+from ..core.generation import build_prompt, side_by_side
 from . import dataset, metrics
-from .generation import build_prompt, side_by_side
 from .judges import coherence, perplexities
 
 

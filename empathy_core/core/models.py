@@ -9,7 +9,7 @@ weights and the tokenizer as safetensors to a cache directory, and later loads r
 (under 3 s). The cache lives in ``$EMPATHY_CACHE`` or ``~/.cache/empathy_probes``.
 
 Example:
-    >>> from empathy_core.models import load_model
+    >>> from empathy_core.core.models import load_model
     >>> handle = load_model("smollm2-135m")          # doctest: +SKIP
     >>> handle.n_layers, handle.hidden_size           # doctest: +SKIP
     (30, 576)
@@ -21,6 +21,7 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import threading
 import time
@@ -29,10 +30,14 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from .. import __version__
+from ..errors import UserError
+from .fast_linear import use_small_batch_linear
+
+log = logging.getLogger(__name__)
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(UserError):
     """The model cannot be loaded here; the message says how to obtain it."""
 
 
@@ -114,39 +119,6 @@ class ModelHandle:
         if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < self.n_layers:
             raise ValueError(f"Layer {layer!r} is out of range for {self.key}: it has layers 0 to {self.n_layers - 1}.")
         return layer
-
-
-SMALL_BATCH_ROWS = 16
-
-
-def _small_batch_linear(self, x: torch.Tensor) -> torch.Tensor:
-    """nn.Linear.forward, computed as W @ x^T when few rows come in (decode steps).
-
-    On CPU, BLAS runs ``x @ W^T`` for 2-16 rows about as slowly as twice a single-row
-    matrix-vector product, while ``W @ x^T`` with the weight as the left operand streams
-    the weight once (measured here: lm_head, 2 rows, 13.6 ms vs 2.5 ms). This is what makes
-    a side-by-side pair cost about one generation. One row keeps the matrix-vector path,
-    so single-row results are bit-identical to the stock layer.
-    """
-    rows = x.numel() // self.in_features
-    if 1 < rows <= SMALL_BATCH_ROWS:
-        y = torch.mm(self.weight, x.reshape(rows, self.in_features).T).T
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(*x.shape[:-1], self.out_features)
-    return torch.nn.functional.linear(x, self.weight, self.bias)
-
-
-def use_small_batch_linear(model: torch.nn.Module) -> int:
-    """Give every nn.Linear of a CPU model the small-batch path above; returns how many."""
-    import types
-
-    n = 0
-    for m in model.modules():
-        if type(m) is torch.nn.Linear:
-            m.forward = types.MethodType(_small_batch_linear, m)
-            n += 1
-    return n
 
 
 def _get_path(obj, dotted: str):
@@ -334,8 +306,8 @@ def _load_hub(hub_id: str, key: str, device, dtype):
            f"then copy the Hugging Face cache here or pass the downloaded directory as the model.")
     try:
         return _load_dir(hub_id, device, dtype, local_files_only=True)
-    except Exception:
-        pass
+    except OSError as exc:  # not in the local cache (transformers raises OSError for a missing file)
+        log.info("%s is not in the local Hugging Face cache (%s); trying the hub", hub_id, exc)
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise ModelUnavailable(f"Model {key} ({hub_id}) is not in the local Hugging Face cache and the hub is offline. {how}")
     if not hub_reachable():
@@ -346,70 +318,3 @@ def _load_hub(hub_id: str, key: str, device, dtype):
     except Exception as exc:  # network errors, gated repos, missing repos
         raise ModelUnavailable(f"Model {key} ({hub_id}) could not be loaded: {type(exc).__name__}. "
                                f"It may be unreachable from here (no network). {how}") from None
-
-
-# ----------------------------------------------------------------- tiny test models
-
-TINY_ARCHS = ("llama", "qwen2", "phi3", "gemma3", "gpt2")
-
-
-def tiny_tokenizer(extra_words=()):
-    """A word-level tokenizer with a chat template, built in memory (no download)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    from . import dataset
-
-    words = set(extra_words)
-    for p in dataset.load_pairs() if (dataset.DATA_DIR / "pairs").exists() else ():
-        for t in (p.empathic, p.task, p.moment):
-            words.update(_split_words(t))
-    for s in dataset.scenarios().values():
-        words.update(_split_words(s.describe()))
-    specials = ["<pad>", "<unk>", "<bos>", "<eos>", "<|user|>", "<|assistant|>", "<|system|>"]
-    vocab = {w: i for i, w in enumerate(specials + sorted(words))}
-    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
-    from tokenizers import processors
-
-    tk.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", 2)])
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>")
-    tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"
-                         "{% if add_generation_prompt %}<|assistant|> {% endif %}")
-    return tok
-
-
-def _split_words(text: str):
-    import re
-
-    return re.findall(r"\w+|[^\w\s]", text)
-
-
-def tiny_model(arch: str = "llama", n_layers: int = 4, hidden: int = 64, seed: int = 0, vocab_size: int | None = None,
-               tokenizer=None) -> ModelHandle:
-    """A random-init model of a real architecture, small enough for fast tests."""
-    import transformers as tf
-
-    tok = tokenizer or tiny_tokenizer()
-    vocab = vocab_size or len(tok)
-    common = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=n_layers,
-                  num_attention_heads=4, max_position_embeddings=512, pad_token_id=0, bos_token_id=2, eos_token_id=3)
-    if arch == "llama":
-        cfg, cls = tf.LlamaConfig(num_key_value_heads=2, **common), tf.LlamaForCausalLM
-    elif arch == "qwen2":
-        cfg, cls = tf.Qwen2Config(num_key_value_heads=2, **common), tf.Qwen2ForCausalLM
-    elif arch == "phi3":
-        cfg, cls = tf.Phi3Config(num_key_value_heads=4, **common), tf.Phi3ForCausalLM
-    elif arch == "gemma3":
-        cfg = tf.Gemma3TextConfig(num_key_value_heads=1, head_dim=16, sliding_window=16, **common)
-        cls = tf.Gemma3ForCausalLM
-    elif arch == "gpt2":
-        cfg = tf.GPT2Config(vocab_size=vocab, n_embd=hidden, n_layer=n_layers, n_head=4, n_positions=512,
-                            bos_token_id=2, eos_token_id=3, pad_token_id=0)
-        cls = tf.GPT2LMHeadModel
-    else:
-        raise ValueError(f"Unknown tiny architecture {arch!r}; choose from {TINY_ARCHS}.")
-    torch.manual_seed(seed)
-    model = cls(cfg).eval()
-    return ModelHandle(key=f"tiny-{arch}", model=model, tokenizer=tok, layers=find_layers(model), revision=f"random-init:{seed}",
-                       is_chat=True)

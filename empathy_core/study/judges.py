@@ -106,7 +106,7 @@ class ProbeJudge:
         self.handle, self.probe, self.layer = handle, probe, layer
 
     def score(self, texts: list[str]) -> np.ndarray:
-        from .activations import extract
+        from ..core.activations import extract
 
         pooling = self.probe.meta.get("pooling", "mean")
         if pooling == "chat":
@@ -187,7 +187,7 @@ def perplexities(handle, prompt: str, outputs: list[str]) -> list[float]:
     for i, r in enumerate(rows):
         ids[i, : len(r)] = torch.tensor(r)
         att[i, : len(r)] = 1
-    from .activations import _trunk
+    from ..core.activations import _trunk
 
     # Run the trunk once, then the LM head only at the output positions (full logits for
     # every position would take hundreds of MB).

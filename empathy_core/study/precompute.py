@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, dataset, metrics
-from .cli import PRECOMPUTED, load_probe, model_dir, write_json
-from .models import BUNDLED, cache_root, load_model
+from .. import __version__
+from ..core.models import BUNDLED, cache_root, load_model
+from ..store import PRECOMPUTED, load_probe, model_dir, write_json
+from . import dataset, metrics
 
 SCHEMA_VERSION = "empathy-precomputed/1"
 
@@ -55,7 +56,7 @@ def paraphrase_cues(text: str) -> str:
 
 
 def lexical_ablation(handle, probe) -> dict:
-    from .activations import extract
+    from ..core.activations import extract
 
     pairs = [p for p in dataset.load_pairs() if p.split == "test"]
     ts = dataset.pair_texts(pairs)
@@ -91,10 +92,15 @@ def run_precompute(key: str, settings=None, progress: bool = True, root: Path | 
     from tqdm.auto import tqdm
 
     from .experiments import DetectionSettings, run_detection
-    from .judges import EmbeddingJudge, Ensemble, ProbeJudge
-    from .sweep import SweepSettings, judge_records, run_cell, run_prompting, settings_dict, success_table
-
-    from .judges import embedding_model_dir
+    from .judges import EmbeddingJudge, Ensemble, ProbeJudge, embedding_model_dir
+    from .sweep import (
+        SweepSettings,
+        judge_records,
+        run_cell,
+        run_prompting,
+        settings_dict,
+        success_table,
+    )
 
     root = root or PRECOMPUTED
     t0 = time.perf_counter()

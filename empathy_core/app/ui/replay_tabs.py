@@ -8,11 +8,17 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..export import export_vector, write_gguf, write_safetensors
-from ..models import REGISTRY
-from ..plots import (agreement_figure, coherence_figure, depth_figure, dose_response_figure, layer_auroc_figure,
-                     success_figure)
-from ..cli import model_dir
+from ...core.export import export_vector, write_gguf, write_safetensors
+from ...core.models import REGISTRY
+from ...store import model_dir
+from ..plots import (
+    agreement_figure,
+    coherence_figure,
+    depth_figure,
+    dose_response_figure,
+    layer_auroc_figure,
+    success_figure,
+)
 from ..service import Service, UserError, check_alpha, check_int
 from .common import REPLAY_EVENT, csv_file, friendly
 
@@ -262,6 +268,6 @@ def _choices(values, fmt: str = "{}") -> list[tuple[str, str]]:
 
 
 def _scenarios():
-    from ..dataset import scenarios
+    from ...core.scenarios import scenarios
 
     return [(s.title, s.id) for s in scenarios().values()]

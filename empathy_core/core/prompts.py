@@ -8,7 +8,7 @@ on matches what generation sees.
 
 from __future__ import annotations
 
-from .dataset import Scenario, get_scenario
+from .scenarios import Scenario, get_scenario
 
 SYSTEM_TEMPLATE = (
     "You are an agent playing an online game called {title}. {setting} Your objective: {objective} "

@@ -22,17 +22,22 @@ import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
+from . import compute
 from .activations import layer_hidden
-from .dataset import SCENARIO_IDS
 from .models import ModelHandle
 from .prompts import render_prompt
+from .scenarios import SCENARIO_IDS
 from .steering import Positions, Unit, as_alphas, steer, steering_vectors
 
 MAX_NEW_TOKENS = 256
@@ -175,27 +180,6 @@ class _RowStreamer:
         pass
 
 
-# One long-lived thread runs streamed generations. On a small CPU, every thread that runs
-# torch ops gets its own OpenMP team; once the teams hold more threads than there are
-# cores, libgomp stops spinning between parallel regions and a 2-row decode step gets
-# ~1.8x slower (measured here). Reusing one thread keeps that to one extra team, and the
-# non-streaming path runs in the caller's thread and adds none.
-_COMPUTE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="empathy-generate")
-
-
-def on_compute(fn, *args, wait: bool = True, **kwargs):
-    """Run ``fn`` on the compute thread: its result (``wait``), or the future.
-
-    Called from the compute thread itself, it runs ``fn`` directly instead of deadlocking.
-    """
-    if threading.current_thread().name.startswith("empathy-generate"):
-        if wait:
-            return fn(*args, **kwargs)
-        raise RuntimeError("Cannot queue work for the compute thread from the compute thread without waiting.")
-    future = _COMPUTE.submit(fn, *args, **kwargs)
-    return future.result() if wait else future
-
-
 def _setup(handle, prompt_or_scenario, alphas, layer, direction, unit, mean_norms, max_new_tokens, greedy, seed,
            temperature, top_p, moment, row_directions=None, instruction=""):
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
@@ -303,7 +287,7 @@ def stream_side_by_side(handle: ModelHandle, prompt_or_scenario: str, alphas: Se
         finally:
             q.put(None)
 
-    future = _COMPUTE.submit(work)
+    future = compute.submit(work)  # the app's one torch thread (see compute.py)
     finished = False
     try:
         while True:

@@ -34,13 +34,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import dataset
-from .activations import extract, score_tokens
-from .cli import PRECOMPUTED, model_dir
-from .generation import MAX_NEW_TOKENS, RawPrompt, SideBySide, on_compute, side_by_side, stream_side_by_side
-from .models import BUNDLED, REGISTRY, ModelHandle, ModelUnavailable, load_model
-from .probes import Probe, load_direction_file
-from .prompts import SYSTEM_TEMPLATE, base_prefix, chat_messages
+from ..core.activations import extract, score_tokens
+from ..core.compute import on_compute, submit
+from ..core.generation import (
+    MAX_NEW_TOKENS,
+    RawPrompt,
+    SideBySide,
+    side_by_side,
+    stream_side_by_side,
+)
+from ..core.models import BUNDLED, REGISTRY, ModelHandle, ModelUnavailable, load_model
+from ..core.probes import Probe, load_direction_file
+from ..core.prompts import SYSTEM_TEMPLATE, base_prefix, chat_messages
+from ..errors import UserError
+from ..store import PRECOMPUTED, model_dir
+from ..study import dataset
 
 MAX_TEXT_CHARS = 20_000  # rejected before tokenizing
 MAX_TEXT_TOKENS = 512
@@ -56,10 +64,6 @@ HUB_FALLBACK_NOTE = ("(Loaded from the Hugging Face hub at full precision: the c
                      "bundled Q4 weights, so scores differ slightly from the replayed results.)")
 
 
-class UserError(ValueError):
-    """Bad input or an unavailable resource; the message says what to do."""
-
-
 def hub_cached(hub_id: str) -> bool:
     """Whether a hub model's config is in the local Hugging Face cache (no network used)."""
     try:
@@ -73,7 +77,7 @@ def hub_cached(hub_id: str) -> bool:
 def model_choices(check_hub: bool = True) -> list[tuple[str, str]]:
     """(label, key) for the selector: bundled models first, then the study's models by hub id,
     each labelled with whether it can load here (local cache, hub reachable, or neither)."""
-    from .models import hub_reachable
+    from ..core.models import hub_reachable
 
     online = check_hub and os.environ.get("HF_HUB_OFFLINE") != "1" and hub_reachable(timeout=2.0)
     out = []
@@ -188,7 +192,7 @@ class Service:
     # ------------------------------------------------------------------ models
     def start(self, warm: bool = True):
         """Load the default model on the compute thread, warm it with a short generation, then the judge."""
-        self._startup = on_compute(self._startup_work, warm, wait=False)
+        self._startup = submit(self._startup_work, warm)
         return self._startup
 
     def wait_ready(self, timeout: float | None = None) -> Status:

@@ -6,10 +6,18 @@ import time
 
 import gradio as gr
 
-from ..generation import MAX_NEW_TOKENS, SideBySide
-from ..models import REGISTRY
+from ...core.generation import MAX_NEW_TOKENS, SideBySide
+from ...core.models import REGISTRY
 from ..plots import live_dose_figure, token_heatmap_html
-from ..service import ALPHA_LIMIT, DOSE_POINTS, MAX_SEED, Service, default_prompt, describe_scenario, scenario_choices
+from ..service import (
+    ALPHA_LIMIT,
+    DOSE_POINTS,
+    MAX_SEED,
+    Service,
+    default_prompt,
+    describe_scenario,
+    scenario_choices,
+)
 from .common import MODEL_EVENT, Slider, csv_file, friendly, gpu, session_id
 
 STREAM_EVERY_S = 0.15  # how often the columns refresh while tokens arrive
