@@ -93,10 +93,11 @@ def measure_extraction(handle, n_texts: int = 100, repeats: int = 3) -> dict:
 
 
 def measure_generation(handle, probe, layer: int, new_tokens: int = 48, repeats: int = 3, alpha: float = 0.3) -> dict:
-    from .core.generation import build_prompt, side_by_side
+    from .core.generation import GenerationRequest, side_by_side
+    from .core.prompts import render_prompt
     from .core.steering import steer, steering_vectors
 
-    prompt = build_prompt(handle, "listener")
+    prompt = render_prompt(handle.tokenizer, handle.is_chat, "listener")
     ids = handle.tokenizer(prompt, return_tensors="pt", add_special_tokens=not handle.is_chat)["input_ids"].to(handle.device)
     vecs = steering_vectors(handle, {layer: probe.directions[layer]}, "relative", probe.mean_norms)
     gen_kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
@@ -111,8 +112,9 @@ def measure_generation(handle, probe, layer: int, new_tokens: int = 48, repeats:
             handle.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **gen_kw)
 
     def sbs(alphas):
-        return lambda: side_by_side(handle, "listener", alphas, layer, probe.directions, unit="relative",
-                                    mean_norms=probe.mean_norms, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+        req = GenerationRequest(prompt, alphas=tuple(alphas), layer=layer, directions=probe.directions, unit="relative",
+                                mean_norms=probe.mean_norms, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+        return lambda: side_by_side(handle, req)
 
     strip = [-0.5, -0.25, 0.0, 0.25, 0.5, 0.75]
     t_plain = median_time(plain, repeats)

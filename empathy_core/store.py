@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,14 +47,17 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """The JSON in ``path`` (a fresh copy; see ``load_optional`` for the cached reads of the app)."""
     return json.loads(Path(path).read_text())
 
 
 def probe_path(key: str, root: Path | None = None) -> Path:
+    """Where a model's probe file lives."""
     return model_dir(key, root) / "probes.safetensors"
 
 
 def has_probe(key: str, root: Path | None = None) -> bool:
+    """Whether a model has a stored probe."""
     return probe_path(key, root).exists()
 
 
@@ -77,12 +81,25 @@ def load_probe(key: str, root: Path | None = None) -> Probe:
 
 
 def load_optional(key: str, name: str, root: Path | None = None) -> dict | None:
-    """``KEY/NAME`` as JSON, or None where it is missing (for replays that may have nothing to show)."""
-    path = model_dir(key, root) / name
-    return read_json(path) if path.exists() else None
+    """``KEY/NAME`` as JSON, or None where it is missing (for replays that may have nothing to show).
+
+    Cached while the file is unchanged: treat the result as read-only.
+    """
+    return _cached(model_dir(key, root) / name)
 
 
 def load_shared(name: str, root: Path | None = None) -> dict | None:
-    """A file of the results root shared by every model (``cross_model.json``, ``reference_study.json``), or None."""
-    path = (root or PRECOMPUTED) / name
-    return read_json(path) if path.exists() else None
+    """A file of the results root shared by every model (``cross_model.json``, ``reference_study.json``), or None.
+
+    Cached while the file is unchanged: treat the result as read-only.
+    """
+    return _cached((root or PRECOMPUTED) / name)
+
+
+def _cached(path: Path) -> dict | None:
+    return _read_cached(str(path), path.stat().st_mtime_ns) if path.exists() else None
+
+
+@lru_cache(maxsize=32)
+def _read_cached(path: str, mtime_ns: int) -> dict:
+    return read_json(Path(path))

@@ -15,13 +15,15 @@ from empathy_core.study.judges import (
     repetition_rate,
 )
 from empathy_core.study.precompute import REFERENCE, paraphrase_cues
-from empathy_core.study.sweep import SweepSettings, success_table
+from empathy_core.study.sweep import Condition, SweepRecord, SweepSettings, success_table
 
 
 def _rec(cond, alpha, ens, seed=0, layer=5, scen="maze", coherent=True):
-    return {"condition": cond, "alpha": alpha, "seed": seed, "layer": layer, "scenario": scen, "self_probe": 0.0,
-            "judges": {"ensemble": ens, "embedding": 0.0, "cross_model": 0.0, "lexicon": 0.0},
-            "coherence": {"coherent": coherent, "perplexity": 10.0, "distinct2": 1.0, "repetition": 0.0, "empty": False}}
+    return SweepRecord(condition=Condition(cond), alpha=alpha, seed=seed, layer=layer, scenario=scen, raw_alpha=alpha,
+                       text="", n_tokens=0, self_probe=0.0,
+                       judges={"ensemble": ens, "embedding": 0.0, "cross_model": 0.0, "lexicon": 0.0},
+                       coherence={"coherent": coherent, "perplexity": 10.0, "distinct2": 1.0, "repetition": 0.0,
+                                  "empty": False})
 
 
 def test_success_needs_the_right_direction_delta_and_coherence():
@@ -43,7 +45,7 @@ def test_success_needs_the_right_direction_delta_and_coherence():
     assert rates[("prompt_task", "all", "neg")]["successes"] == 0
     lo, hi = rates[("probe", "all", "pos")]["ci"]
     assert lo < 0.5 < hi
-    assert [r["success"] for r in recs[1:6]] == [True, False, True, False, False]
+    assert [r.success for r in recs[1:6]] == [True, False, True, False, False]
 
 
 def test_dose_response_has_a_t_interval():

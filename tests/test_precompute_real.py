@@ -33,7 +33,7 @@ def test_one_steering_cell_replays(smol, gemma):
     alphas = (0.0, max(s["alphas"]))
     settings = SweepSettings(**{**s, "alphas": alphas, "layers": (layer,), "scenarios": (scen,), "seeds": (seed,)})
     probe = store.load_probe("smollm2-135m")
-    fresh = [r for r in run_cell(smol, probe, scen, layer, seed, settings) if r["condition"] == "probe"]
+    fresh = [r.to_dict() for r in run_cell(smol, probe, scen, layer, seed, settings) if r.condition == "probe"]
     committed = {r["alpha"]: r for r in st["generations"]
                  if (r["condition"], r["scenario"], r["layer"], r["seed"]) == ("probe", scen, layer, seed)}
     other = store.load_probe("gemma3-270m")

@@ -21,7 +21,7 @@ from empathy_core.app.service import (
     model_choices,
     scenario_choices,
 )
-from empathy_core.core.generation import RawPrompt, side_by_side
+from empathy_core.core.generation import GenerationRequest, side_by_side
 from empathy_core.core.probes import Probe
 from empathy_core.core.prompts import base_prefix, chat_messages
 from empathy_core.study import dataset
@@ -83,8 +83,8 @@ def test_unknown_model_and_missing_results(tmp_path):
 
 def test_score_validates_text_and_layer(svc):
     r = svc.score(KEY, "I stayed with them until they felt safe .", layer=2)
-    assert r.layer == 2 and r.verdict["layer"] == 1 and len(r.per_layer) == 4
-    assert 0.0 <= r.verdict["probability"] <= 1.0
+    assert r.layer == 2 and r.verdict.layer == 1 and len(r.per_layer) == 4
+    assert 0.0 <= r.verdict.probability <= 1.0
     for text, needle in [("", "empty"), ("care " * 5000, "limit"), ("x" * 30_000, "characters")]:
         with pytest.raises(UserError, match=needle):
             svc.score(KEY, text)
@@ -121,7 +121,7 @@ def test_a_good_upload_is_used(svc, tmp_path):
     path = tmp_path / "mine.safetensors"
     save_file({"direction": v}, str(path))
     r = svc.score(KEY, "I stayed with them .", layer=0, upload=str(path))
-    assert "probability" not in r.verdict  # an uploaded bare direction has no calibration
+    assert r.verdict.probability is None  # an uploaded bare direction has no calibration
     ours = svc.score(KEY, "I stayed with them .", layer=0)
     assert r.per_layer != pytest.approx(ours.per_layer)
 
@@ -133,11 +133,11 @@ def test_stream_steer_equals_one_library_call_and_is_scored(svc):
     final = steps[-1]
     assert len(steps) >= 3 and len(final.scores) == 2
     probe = svc.probe(KEY)
-    ref = side_by_side(h, RawPrompt(svc.render(h, "listener", prompt)), [0.0, 0.5], 2, probe.directions,
-                       mean_norms=probe.mean_norms, readout_layer=1, max_new_tokens=8)
+    ref = side_by_side(h, GenerationRequest(svc.render(h, "listener", prompt), (0.0, 0.5), 2, probe.directions,
+                                            mean_norms=probe.mean_norms, readout_layer=1, max_new_tokens=8))
     assert [r.token_ids for r in final.rows] == [r.token_ids for r in ref.rows]
     assert final.rows[1].raw_alpha == pytest.approx(0.5 * 4.0)
-    assert all(s["judge_probability"] is None for s in final.scores)  # judge off in this fixture
+    assert all(s.judge_probability is None for s in final.scores)  # judge off in this fixture
 
 
 def test_custom_prompt_has_no_game_context(svc):
@@ -193,7 +193,7 @@ def test_a_one_layer_upload_is_used_only_at_its_layer(svc, tmp_path):
     path = write_safetensors(tmp_path / "one.safetensors", probe, 2, export_vector(probe, 2, None, "relative"), None,
                              "relative")
     r = svc.score(KEY, "I stayed with them .", upload=str(path))
-    assert r.layer == 2 and r.verdict["layer"] == 2
+    assert r.layer == 2 and r.verdict.layer == 2
     assert r.per_layer[0] == 0.0 and r.per_layer[2] != 0.0
     with pytest.raises(UserError, match="no vector for layer 1.*layer\\(s\\) 2"):
         list(svc.stream_steer(KEY, "listener", "I stayed .", 0.2, layer=1, upload=str(path)))

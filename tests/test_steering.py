@@ -5,8 +5,13 @@ import threading
 import pytest
 import torch
 
-from empathy_core.core.generation import SharedGumbelSampler, side_by_side
+from empathy_core.core.generation import GenerationRequest, SharedGumbelSampler, side_by_side, stream_side_by_side
+from empathy_core.core.prompts import render_prompt
 from empathy_core.core.steering import as_alphas, steer, steering_vectors
+
+
+def _request(h, scenario, alphas, layer, directions, **kw):
+    return GenerationRequest(render_prompt(h.tokenizer, h.is_chat, scenario), tuple(alphas), layer, directions, **kw)
 
 
 def _prompt(handle, n=12):
@@ -180,9 +185,9 @@ def test_side_by_side_rows_equal_single_runs(tiny_models):
     h = tiny_models["llama"]
     D = torch.nn.functional.normalize(torch.randn(h.n_layers, h.hidden_size), dim=1)
     norms = torch.full((h.n_layers,), 5.0)
-    both = side_by_side(h, "maze", [0.0, 1.5], 1, D, mean_norms=norms, max_new_tokens=10)
+    both = side_by_side(h, _request(h, "maze", [0.0, 1.5], 1, D, mean_norms=norms, max_new_tokens=10))
     for row in both.rows:
-        alone = side_by_side(h, "maze", [row.alpha], 1, D, mean_norms=norms, max_new_tokens=10)
+        alone = side_by_side(h, _request(h, "maze", [row.alpha], 1, D, mean_norms=norms, max_new_tokens=10))
         assert alone.rows[0].token_ids == row.token_ids
     assert both.rows[0].token_ids != both.rows[1].token_ids
     assert len(both.rows[0].token_scores) >= len(both.rows[0].token_ids) - 1
@@ -192,11 +197,11 @@ def test_shared_seed_sampling_makes_alpha_the_only_difference(tiny_models):
     h = tiny_models["llama"]
     D = torch.nn.functional.normalize(torch.randn(h.n_layers, h.hidden_size), dim=1)
     kw = dict(mean_norms=torch.full((h.n_layers,), 5.0), max_new_tokens=12, greedy=False, seed=3, temperature=1.0)
-    both = side_by_side(h, "duel", [0.0, 0.0, 2.0], 1, D, **kw)
+    both = side_by_side(h, _request(h, "duel", [0.0, 0.0, 2.0], 1, D, **kw))
     assert both.rows[0].token_ids == both.rows[1].token_ids  # same alpha, same seed: same sample
-    alone = side_by_side(h, "duel", [2.0], 1, D, **kw)
+    alone = side_by_side(h, _request(h, "duel", [2.0], 1, D, **kw))
     assert alone.rows[0].token_ids == both.rows[2].token_ids
-    other_seed = side_by_side(h, "duel", [0.0], 1, D, **{**kw, "seed": 4})
+    other_seed = side_by_side(h, _request(h, "duel", [0.0], 1, D, **{**kw, "seed": 4}))
     assert other_seed.rows[0].token_ids != both.rows[0].token_ids
 
 
@@ -214,16 +219,15 @@ def test_max_new_tokens_is_capped(tiny_models):
     h = tiny_models["llama"]
     D = torch.randn(h.n_layers, h.hidden_size)
     with pytest.raises(ValueError, match="max_new_tokens"):
-        side_by_side(h, "maze", [0.0], 1, D, mean_norms=torch.ones(h.n_layers), max_new_tokens=257)
+        side_by_side(h, _request(h, "maze", [0.0], 1, D, mean_norms=torch.ones(h.n_layers), max_new_tokens=257))
 
 
 def test_stream_yields_growing_rows(tiny_models):
-    from empathy_core.core.generation import stream_side_by_side
-
     h = tiny_models["qwen2"]
     D = torch.nn.functional.normalize(torch.randn(h.n_layers, h.hidden_size), dim=1)
     lengths = [[len(r.token_ids) for r in s.rows] for s in
-               stream_side_by_side(h, "protector", [0.0, 1.0], 2, D, mean_norms=torch.ones(h.n_layers), max_new_tokens=6)]
+               stream_side_by_side(h, _request(h, "protector", [0.0, 1.0], 2, D, mean_norms=torch.ones(h.n_layers),
+                                               max_new_tokens=6))]
     assert len(lengths) >= 2 and lengths[0] <= lengths[-1]
 
 

@@ -7,7 +7,8 @@ from scipy import stats
 
 from empathy_core import store
 from empathy_core.core.activations import extract
-from empathy_core.core.generation import build_prompt, side_by_side
+from empathy_core.core.generation import GenerationRequest, side_by_side
+from empathy_core.core.prompts import render_prompt
 from empathy_core.core.steering import steer, steering_vectors
 from empathy_core.study import dataset
 
@@ -23,7 +24,7 @@ def setup(smol):
 
 def test_alpha_zero_is_bit_identical_on_smollm2(setup):
     h, probe, layer = setup
-    ids = h.tokenizer(build_prompt(h, "duel"), return_tensors="pt", add_special_tokens=False)["input_ids"]
+    ids = h.tokenizer(render_prompt(h.tokenizer, h.is_chat, "duel"), return_tensors="pt", add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         base = h.model(input_ids=ids).logits
         with steer(h, steering_vectors(h, {layer: probe.directions[layer]}, "relative", probe.mean_norms), 0.0):
@@ -34,7 +35,7 @@ def test_alpha_zero_is_bit_identical_on_smollm2(setup):
 def test_batched_rows_match_separate_runs_on_smollm2(setup):
     """Step logits within 1e-4 and greedy tokens equal for >= 32 tokens, unless a near-tie."""
     h, probe, layer = setup
-    ids = h.tokenizer(build_prompt(h, "listener"), return_tensors="pt", add_special_tokens=False)["input_ids"]
+    ids = h.tokenizer(render_prompt(h.tokenizer, h.is_chat, "listener"), return_tensors="pt", add_special_tokens=False)["input_ids"]
     vecs = steering_vectors(h, {layer: probe.directions[layer]}, "relative", probe.mean_norms)
     alphas = [0.0, 0.2, -0.2]
     n = 32
@@ -62,8 +63,9 @@ def test_probe_score_of_generated_text_rises_with_alpha(setup):
     alphas = [-0.3, -0.15, 0.0, 0.15, 0.3]
     xs, ys = [], []
     for s in dataset.SCENARIO_IDS:
-        res = side_by_side(h, s, alphas, layer, probe.directions, unit="relative", mean_norms=probe.mean_norms,
-                           max_new_tokens=40)
+        res = side_by_side(h, GenerationRequest(render_prompt(h.tokenizer, h.is_chat, s), tuple(alphas), layer,
+                                                probe.directions, unit="relative", mean_norms=probe.mean_norms,
+                                                max_new_tokens=40))
         texts = [r.text if r.text.strip() else "." for r in res.rows]
         scores = probe.score(extract(h, texts).pooled)[:, layer]
         xs += alphas

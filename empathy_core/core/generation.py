@@ -1,10 +1,14 @@
 """Side-by-side steered generation: one batched ``generate`` call, one row per alpha.
 
-    >>> res = side_by_side(handle, "listener", alphas=[0, 4], layer=10, probe=probe)   # doctest: +SKIP
+    >>> prompt = render_prompt(handle.tokenizer, handle.is_chat, "listener")           # doctest: +SKIP
+    >>> req = GenerationRequest(prompt, alphas=(0.0, 0.3), layer=10, directions=probe.directions,
+    ...                         mean_norms=probe.mean_norms)                           # doctest: +SKIP
+    >>> res = side_by_side(handle, req)                                                # doctest: +SKIP
     >>> res.rows[0].text, res.rows[1].text                                             # doctest: +SKIP
 
-* Instruct models get their chat template (system message + in-game messages); base models
-  get a story-style continuation prompt (see ``prompts``).
+* A ``GenerationRequest`` (frozen, typed) carries everything one call needs: the rendered
+  prompt (``prompts.render_prompt``), the alphas and their unit, the layer, the directions,
+  where to add them (``positions``), the sampling settings. The app's service builds it.
 * Greedy, or sampled with one shared seed: every row adds the *same* Gumbel noise to its
   logits (the Gumbel-max trick draws an exact sample from each row's distribution), so alpha
   is the only difference between rows, and a row equals the same alpha run alone.
@@ -21,9 +25,10 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from transformers import (
@@ -36,9 +41,7 @@ from transformers import (
 from . import compute
 from .activations import layer_hidden
 from .models import ModelHandle
-from .prompts import render_prompt
-from .scenarios import SCENARIO_IDS
-from .steering import Positions, Unit, as_alphas, steer, steering_vectors
+from .steering import POSITIONS, Positions, Unit, as_alphas, raw_alpha, steer, steering_vectors
 
 MAX_NEW_TOKENS = 256
 
@@ -50,7 +53,7 @@ class SharedGumbelSampler(LogitsProcessor):
     temperature/top-p distribution, and rows differ only through their logits.
     """
 
-    def __init__(self, seed: int, temperature: float = 0.8, top_p: float = 0.95):
+    def __init__(self, seed: int, temperature: float = 0.8, top_p: float = 0.95) -> None:
         if not temperature > 0:
             raise ValueError("temperature must be > 0.")
         if not 0 < top_p <= 1:
@@ -58,14 +61,13 @@ class SharedGumbelSampler(LogitsProcessor):
         self.gen = torch.Generator().manual_seed(int(seed))
         self.temperature, self.top_p = temperature, top_p
 
-    def __call__(self, input_ids, scores):
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         s = scores.float() / self.temperature
         if self.top_p < 1:
             s = s.masked_fill(self._top_p_drop(s), float("-inf"))
         u = torch.rand(s.shape[-1], generator=self.gen, dtype=torch.float64).clamp_(1e-12, 1 - 1e-12)
         g = (-torch.log(-torch.log(u))).to(s.dtype).to(s.device)  # (V,), the same for every row
         return s + g
-
 
     def _top_p_drop(self, s: torch.Tensor, k: int = 512) -> torch.Tensor:
         """Mask of tokens outside the smallest set whose probability reaches top_p.
@@ -87,11 +89,76 @@ class SharedGumbelSampler(LogitsProcessor):
 
 
 class _Cancel(StoppingCriteria):
-    def __init__(self, event: threading.Event):
+    def __init__(self, event: threading.Event) -> None:
         self.event = event
 
-    def __call__(self, input_ids, scores, **kwargs):
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+MAX_PROMPT_TOKENS = 2048
+
+
+@dataclass(frozen=True, eq=False)
+class GenerationRequest:
+    """Everything one batched generation needs, checked once (``__post_init__``).
+
+    Attributes:
+        prompt: the full prompt string, chat template included (``prompts.render_prompt``).
+        alphas: one alpha per row, in ``unit``; 0 is the unsteered baseline.
+        layer: the decoder block whose output is steered (the layer convention of ``activations``).
+        directions: (L, H) unit directions of a probe; row b adds ``alphas[b]`` times ``directions[layer]``.
+        unit: "relative" (alpha times the layer's mean residual norm) or "raw".
+        mean_norms: (L,) mean residual norms; needed for relative alpha.
+        row_directions: (B, H) one direction per row instead (e.g. probe rows beside random-direction rows).
+        positions: "all", "prompt" or "generated" (see ``steering``).
+        readout_layer: where the live token scores are read (default: ``layer``), along ``directions``.
+        greedy, seed, temperature, top_p: sampling; sampled rows share one Gumbel noise (see the module docstring).
+    """
+
+    prompt: str
+    alphas: tuple[float, ...]
+    layer: int
+    directions: torch.Tensor
+    unit: Unit = "relative"
+    mean_norms: torch.Tensor | None = None
+    row_directions: torch.Tensor | None = None
+    positions: Positions = "all"
+    readout_layer: int | None = None
+    max_new_tokens: int = 64
+    min_new_tokens: int = 0
+    greedy: bool = True
+    seed: int = 0
+    temperature: float = 0.8
+    top_p: float = 0.95
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise ValueError("Give a prompt.")
+        n = self.max_new_tokens
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_NEW_TOKENS:
+            raise ValueError(f"max_new_tokens must be an integer from 1 to {MAX_NEW_TOKENS}.")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"Unknown positions {self.positions!r}; choose from {POSITIONS}.")
+        if self.directions.ndim != 2:
+            raise ValueError(f"directions must be (layers, hidden), not shape {tuple(self.directions.shape)}.")
+        object.__setattr__(self, "alphas", tuple(as_alphas(list(self.alphas)).tolist()))
+        if self.row_directions is not None and self.row_directions.shape[0] != len(self.alphas):
+            raise ValueError(f"Got {self.row_directions.shape[0]} row directions for {len(self.alphas)} alphas.")
+
+    @property
+    def readout(self) -> int:
+        return self.layer if self.readout_layer is None else self.readout_layer
+
+
+@dataclass
+class RowScore:
+    """Scores of one finished reply: the probe (pooled over the reply) and the judge, if any."""
+
+    probe_layer: int
+    probe_score: float
+    judge_logodds: float | None = None
+    judge_probability: float | None = None
 
 
 @dataclass
@@ -116,19 +183,19 @@ class SideBySide:
     new_tokens: int = 0
     stopped: bool = False
     readout_layer: int | None = None  # where the live token scores are read
-    scores: list[dict] = field(default_factory=list)  # per row, added after generation (probe and judge scores)
+    scores: list[RowScore] = field(default_factory=list)  # per row, added after generation (probe and judge scores)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 @contextmanager
-def readout(handle: ModelHandle, layer: int, direction: torch.Tensor, sink: list):
+def readout(handle: ModelHandle, layer: int, direction: torch.Tensor, sink: list) -> Iterator[list]:
     """Append, for each decode step, the (B,) projections of the fed-back token's state."""
     d = direction.to(device=handle.device, dtype=torch.float32).reshape(-1)
     seen = {"prompt": False}
 
-    def hook(module, args, output):
+    def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
         h = layer_hidden(output)
         if not seen["prompt"]:  # the first pass is the prompt
             seen["prompt"] = True
@@ -144,107 +211,84 @@ def readout(handle: ModelHandle, layer: int, direction: torch.Tensor, sink: list
             hd.remove()
 
 
-class RawPrompt(str):
-    """A prompt that is already fully rendered (chat template included): used as is."""
-
-
-def build_prompt(handle: ModelHandle, prompt_or_scenario: str, moment: str = "", instruction: str = "") -> str:
-    """A scenario id becomes its scenario prompt; any other string is the user's message
-    (wrapped in the chat template for instruct models, used as-is for base models)."""
-    if not isinstance(prompt_or_scenario, str) or not prompt_or_scenario.strip():
-        raise ValueError("Give a scenario or a prompt.")
-    if isinstance(prompt_or_scenario, RawPrompt):
-        return str(prompt_or_scenario)
-    if prompt_or_scenario in SCENARIO_IDS:
-        return render_prompt(handle.tokenizer, prompt_or_scenario, moment, use_chat=handle.is_chat, instruction=instruction)
-    if handle.is_chat:
-        return handle.tokenizer.apply_chat_template([{"role": "user", "content": prompt_or_scenario}], tokenize=False,
-                                                    add_generation_prompt=True)
-    return prompt_or_scenario
-
-
 class _RowStreamer:
     """A generate() streamer that hands each step's (B,) token ids to a callback; the prompt is skipped."""
 
-    def __init__(self, on_step):
+    def __init__(self, on_step: Callable[[list[int]], None]) -> None:
         self.on_step = on_step
         self.prompt_seen = False
 
-    def put(self, value):
+    def put(self, value: torch.Tensor) -> None:
         if not self.prompt_seen:
             self.prompt_seen = True
             return
         self.on_step(value.reshape(-1).tolist())
 
-    def end(self):
+    def end(self) -> None:
         pass
 
 
-def _setup(handle, prompt_or_scenario, alphas, layer, direction, unit, mean_norms, max_new_tokens, greedy, seed,
-           temperature, top_p, moment, row_directions=None, instruction=""):
-    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
-        raise ValueError(f"max_new_tokens must be an integer from 1 to {MAX_NEW_TOKENS}.")
-    a = as_alphas(alphas)
-    layers = [layer] if isinstance(layer, int) else list(layer)
-    if row_directions is not None:  # (B, H): one direction per row, e.g. probe rows beside random-direction rows
-        if row_directions.shape[0] != len(a):
-            raise ValueError(f"Got {row_directions.shape[0]} row directions for {len(a)} alphas.")
-        vecs = steering_vectors(handle, {L: row_directions for L in layers}, unit, mean_norms)
-    else:
-        vecs = steering_vectors(handle, {L: direction[L] if direction.ndim == 2 else direction for L in layers}, unit,
-                                mean_norms)
-    prompt = build_prompt(handle, prompt_or_scenario, moment, instruction)
-    enc = handle.tokenizer(prompt, return_tensors="pt", add_special_tokens=not handle.is_chat)
-    ids = enc["input_ids"].to(handle.device).repeat(len(a), 1)  # same prompt on every row: no padding
-    if ids.shape[1] > 2048:
-        raise ValueError(f"The prompt is {ids.shape[1]} tokens; the limit is 2048.")
+@dataclass
+class _Plan:
+    """What ``_run`` needs, derived once from a request: tensors on the model's device and the result to fill."""
+
+    request: GenerationRequest
+    alphas: torch.Tensor  # (B,)
+    vectors: dict[int, torch.Tensor]  # {layer: (H,) or (B, H)}, alpha multiplies these
+    ids: torch.Tensor  # (B, T) the prompt on every row
+    processors: LogitsProcessorList
+    readout_direction: torch.Tensor  # (H,)
+    cancel: threading.Event
+    result: SideBySide
+    scores: list[torch.Tensor] = field(default_factory=list)  # (B,) readout per decode step
+
+
+def _plan(handle: ModelHandle, req: GenerationRequest, cancel: threading.Event | None) -> _Plan:
+    handle.check_layer(req.layer)
+    readout_layer = handle.check_layer(req.readout)
+    per_row = req.row_directions if req.row_directions is not None else req.directions[req.layer]
+    vectors = steering_vectors(handle, {req.layer: per_row}, req.unit, req.mean_norms)
+    enc = handle.tokenizer(req.prompt, return_tensors="pt", add_special_tokens=not handle.is_chat)
+    ids = enc["input_ids"].to(handle.device).repeat(len(req.alphas), 1)  # same prompt on every row: no padding
+    if ids.shape[1] > MAX_PROMPT_TOKENS:
+        raise ValueError(f"The prompt is {ids.shape[1]} tokens; the limit is {MAX_PROMPT_TOKENS}.")
     processors = LogitsProcessorList()
-    if not greedy:
-        processors.append(SharedGumbelSampler(seed, temperature, top_p))
-    raw = [float(x) * (float(torch.as_tensor(mean_norms)[layers[0]]) if unit == "relative" else 1.0) for x in a]
-    rows = [Row(alpha=float(x), raw_alpha=r) for x, r in zip(a, raw)]
-    return a, layers, vecs, prompt, ids, processors, rows
+    if not req.greedy:
+        processors.append(SharedGumbelSampler(req.seed, req.temperature, req.top_p))
+    norm = None if req.mean_norms is None else float(torch.as_tensor(req.mean_norms)[req.layer])
+    rows = [Row(alpha=a, raw_alpha=raw_alpha(a, req.unit, norm)) for a in req.alphas]
+    result = SideBySide(prompt=req.prompt, layer=req.layer, unit=req.unit, positions=req.positions, greedy=req.greedy,
+                        seed=req.seed, rows=rows, readout_layer=readout_layer)
+    return _Plan(request=req, alphas=torch.tensor(req.alphas, dtype=torch.float32), vectors=vectors, ids=ids,
+                 processors=processors, readout_direction=req.directions[readout_layer], cancel=cancel or threading.Event(),
+                 result=result)
 
 
-def _run(handle, plan: dict, on_step) -> None:
+def _run(handle: ModelHandle, plan: _Plan, on_step: Callable[[list[int]], None]) -> None:
     """Run one batched generate call for ``plan`` in the current thread; ``on_step`` gets each step's ids."""
+    req = plan.request
     with ExitStack() as stack:
         stack.enter_context(handle.lock)
-        stack.enter_context(readout(handle, plan["r_layer"], plan["r_dir"], plan["scores"]))
-        stack.enter_context(steer(handle, plan["vecs"], plan["alphas"], positions=plan["positions"],
-                                  prompt_len=plan["ids"].shape[1]))
+        stack.enter_context(readout(handle, plan.result.readout_layer or req.layer, plan.readout_direction, plan.scores))
+        stack.enter_context(steer(handle, plan.vectors, plan.alphas, positions=req.positions, prompt_len=plan.ids.shape[1]))
         with torch.inference_mode():
-            ids = plan["ids"]
             handle.model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=plan["max_new_tokens"],
-                min_new_tokens=plan["min_new_tokens"], do_sample=False, logits_processor=plan["processors"],
-                streamer=_RowStreamer(on_step), max_time=plan["max_time"],
-                stopping_criteria=StoppingCriteriaList([_Cancel(plan["cancel"])]),
+                input_ids=plan.ids, attention_mask=torch.ones_like(plan.ids), max_new_tokens=req.max_new_tokens,
+                min_new_tokens=min(req.min_new_tokens, req.max_new_tokens), do_sample=False,
+                logits_processor=plan.processors, streamer=_RowStreamer(on_step),
+                stopping_criteria=StoppingCriteriaList([_Cancel(plan.cancel)]),
                 pad_token_id=handle.tokenizer.pad_token_id, eos_token_id=handle.tokenizer.eos_token_id, num_beams=1,
                 temperature=None, top_p=None, top_k=None)
-
-
-def _plan(handle, prompt_or_scenario, alphas, layer, direction, unit="relative", mean_norms=None, readout_layer=None,
-          readout_direction=None, max_new_tokens=64, greedy=True, seed=0, temperature=0.8, top_p=0.95, max_time=None,
-          positions: Positions = "all", moment="", min_new_tokens=0, cancel=None, row_directions=None, instruction=""):
-    a, layers, vecs, prompt, ids, processors, rows = _setup(
-        handle, prompt_or_scenario, alphas, layer, direction, unit, mean_norms, max_new_tokens, greedy, seed,
-        temperature, top_p, moment, row_directions, instruction)
-    r_layer = layers[0] if readout_layer is None else handle.check_layer(readout_layer)
-    r_dir = readout_direction if readout_direction is not None else (direction[r_layer] if direction.ndim == 2 else direction)
-    result = SideBySide(prompt=prompt, layer=layers[0], unit=unit, positions=positions, greedy=greedy, seed=seed, rows=rows,
-                        readout_layer=r_layer)
-    return result, {"alphas": a, "vecs": vecs, "ids": ids, "processors": processors, "r_layer": r_layer, "r_dir": r_dir,
-                    "scores": [], "max_new_tokens": max_new_tokens, "min_new_tokens": min(min_new_tokens, max_new_tokens),
-                    "max_time": max_time, "positions": positions, "cancel": cancel or threading.Event()}
 
 
 class _Collector:
     """Turns each step's token ids into per-row token lists (rows stop at their EOS)."""
 
-    def __init__(self, handle, result: SideBySide):
-        self.tok, self.result, self.eos = handle.tokenizer, result, handle.tokenizer.eos_token_id
-        self.done = [False] * len(result.rows)
+    def __init__(self, handle: ModelHandle, plan: _Plan) -> None:
+        self.tok, self.plan, self.result = handle.tokenizer, plan, plan.result
+        self.eos = handle.tokenizer.eos_token_id
+        self.done = [False] * len(self.result.rows)
+        self.t0 = time.perf_counter()
 
     def add(self, step: list[int]) -> None:
         for b, tok in enumerate(step):  # (B,) token ids of this step
@@ -256,38 +300,38 @@ class _Collector:
             self.result.rows[b].token_ids.append(int(tok))
         self.result.new_tokens += 1
 
-    def decode(self) -> None:
-        for row in self.result.rows:
-            row.text = self.tok.decode(row.token_ids, skip_special_tokens=True)
-
-    def finish(self, scores: list, t0: float, cancel: threading.Event) -> SideBySide:
+    def refresh(self) -> SideBySide:
+        """Decode every row and attach the readout scores seen so far."""
+        scores = list(self.plan.scores)  # appended by the generation thread before the next step is queued
         for b, row in enumerate(self.result.rows):
             row.token_scores = [float(s[b]) for s in scores[: len(row.token_ids)]]
-        self.decode()
-        self.result.seconds = time.perf_counter() - t0
-        self.result.stopped = cancel.is_set()
+            row.text = self.tok.decode(row.token_ids, skip_special_tokens=True)
+        self.result.seconds = time.perf_counter() - self.t0
         return self.result
 
+    def finish(self) -> SideBySide:
+        self.result.stopped = self.plan.cancel.is_set()
+        return self.refresh()
 
-def stream_side_by_side(handle: ModelHandle, prompt_or_scenario: str, alphas: Sequence[float], layer: int | Sequence[int],
-                        direction: torch.Tensor, **kw) -> Iterator[SideBySide]:
+
+def stream_side_by_side(handle: ModelHandle, req: GenerationRequest,
+                        cancel: threading.Event | None = None) -> Iterator[SideBySide]:
     """Yield a growing ``SideBySide`` after every decode step; the last one is final.
 
-    Keyword arguments are those of ``side_by_side``. Closing the iterator early stops the
-    generation; so does setting the ``cancel`` event.
+    The generation runs on the compute thread (``compute.py``). Closing the iterator early
+    stops it; so does setting ``cancel``.
     """
-    result, plan = _plan(handle, prompt_or_scenario, alphas, layer, direction, **kw)
-    col = _Collector(handle, result)
+    plan = _plan(handle, req, cancel)
+    col = _Collector(handle, plan)
     q: queue.Queue = queue.Queue()
-    t0 = time.perf_counter()
 
-    def work():
+    def work() -> None:
         try:
             _run(handle, plan, q.put)
         finally:
             q.put(None)
 
-    future = compute.submit(work)  # the app's one torch thread (see compute.py)
+    future = compute.submit(work)
     finished = False
     try:
         while True:
@@ -296,37 +340,17 @@ def stream_side_by_side(handle: ModelHandle, prompt_or_scenario: str, alphas: Se
                 finished = True
                 break
             col.add(step)
-            col.decode()
-            scores = list(plan["scores"])  # appended by the generation thread before the next step is queued
-            for b, row in enumerate(result.rows):
-                row.token_scores = [float(x[b]) for x in scores[: len(row.token_ids)]]
-            result.seconds = time.perf_counter() - t0
-            yield result
+            yield col.refresh()
     finally:
         if not finished:  # the consumer stopped early (closed generator): stop generating, without
-            plan["cancel"].set()  # waiting, since close() may come from a server's event loop
+            plan.cancel.set()  # waiting, since close() may come from a server's event loop
     future.result()  # re-raises an exception from the generation thread
-    yield col.finish(plan["scores"], t0, plan["cancel"])
+    yield col.finish()
 
 
-def side_by_side(handle: ModelHandle, prompt_or_scenario: str, alphas: Sequence[float], layer: int | Sequence[int],
-                 direction: torch.Tensor, unit: Unit = "relative", mean_norms=None, readout_layer: int | None = None,
-                 readout_direction: torch.Tensor | None = None, max_new_tokens: int = 64, greedy: bool = True,
-                 seed: int = 0, temperature: float = 0.8, top_p: float = 0.95, max_time: float | None = None,
-                 positions: Positions = "all", moment: str = "", min_new_tokens: int = 0,
-                 cancel: threading.Event | None = None, row_directions: torch.Tensor | None = None,
-                 instruction: str = "") -> SideBySide:
-    """One batched generate call in the calling thread; returns one reply per alpha.
-
-    ``direction`` is (H,) or an (L, H) probe matrix. ``readout_direction`` defaults to the
-    steering direction at ``readout_layer`` (default: the first steered layer). ``row_directions``
-    (B, H) steers each row along its own direction (the readout still uses ``direction``).
-    ``instruction`` ("empathic" or "task") adds a prompting-baseline instruction to a scenario prompt.
-    """
-    result, plan = _plan(handle, prompt_or_scenario, alphas, layer, direction, unit, mean_norms, readout_layer,
-                         readout_direction, max_new_tokens, greedy, seed, temperature, top_p, max_time, positions, moment,
-                         min_new_tokens, cancel, row_directions, instruction)
-    col = _Collector(handle, result)
-    t0 = time.perf_counter()
+def side_by_side(handle: ModelHandle, req: GenerationRequest, cancel: threading.Event | None = None) -> SideBySide:
+    """One batched generate call in the calling thread; returns one reply per alpha."""
+    plan = _plan(handle, req, cancel)
+    col = _Collector(handle, plan)
     _run(handle, plan, col.add)
-    return col.finish(plan["scores"], t0, plan["cancel"])
+    return col.finish()

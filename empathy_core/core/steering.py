@@ -78,12 +78,29 @@ def steering_vectors(handle: ModelHandle, directions: Mapping[int, torch.Tensor]
             raise ValueError(f"The direction has width {d.shape[-1]}; {handle.key} has hidden size {handle.hidden_size}.")
         if not torch.isfinite(d).all():
             raise ValueError("The direction contains NaN or infinite values.")
-        if unit == "relative":
-            if mean_norms is None:
-                raise ValueError("Relative alpha needs the layer's mean residual norm (stored with the probe).")
-            d = d * float(torch.as_tensor(mean_norms)[layer])
-        out[int(layer)] = d
+        norm = None if mean_norms is None else float(torch.as_tensor(mean_norms)[layer])
+        out[int(layer)] = d * raw_alpha(1.0, unit, norm)
     return out
+
+
+def raw_alpha(alpha: float, unit: Unit, mean_norm: float | None) -> float:
+    """The raw alpha that ``alpha`` in ``unit`` amounts to at a layer: raw = relative x mean residual norm.
+
+    This is the one place where relative alpha becomes raw: the added vector is
+    ``raw_alpha(alpha, unit, norm) * d`` for a unit direction d.
+
+    >>> raw_alpha(0.5, "relative", 30.0), raw_alpha(2.0, "raw", None)
+    (15.0, 2.0)
+    """
+    if unit not in UNITS:
+        raise ValueError(f"Unknown alpha unit {unit!r}; choose 'raw' or 'relative'.")
+    if not math.isfinite(alpha):
+        raise ValueError("alpha must be finite.")
+    if unit == "raw":
+        return float(alpha)
+    if mean_norm is None:
+        raise ValueError("Relative alpha needs the layer's mean residual norm (stored with the probe).")
+    return float(alpha) * float(mean_norm)
 
 
 @dataclass
@@ -172,10 +189,3 @@ def steer(handle: ModelHandle, vectors: Mapping[int, torch.Tensor], alphas, posi
         finally:
             for h in handles:
                 h.remove()
-
-
-def relative_to_raw(alpha: float, mean_norm: float) -> float:
-    """The raw alpha that a relative alpha amounts to at a layer."""
-    if not math.isfinite(alpha):
-        raise ValueError("alpha must be finite.")
-    return alpha * mean_norm

@@ -94,6 +94,7 @@ def run_precompute(key: str, settings=None, progress: bool = True, root: Path | 
     from .experiments import DetectionSettings, run_detection
     from .judges import EmbeddingJudge, Ensemble, ProbeJudge, embedding_model_dir
     from .sweep import (
+        SweepRecord,
         SweepSettings,
         judge_records,
         run_cell,
@@ -141,13 +142,13 @@ def run_precompute(key: str, settings=None, progress: bool = True, root: Path | 
         f = work / f"{kind}-{sc}-{L}-{sd}.json"
         if f.exists():
             try:
-                records += json.loads(f.read_text())
+                records += [SweepRecord.from_dict(r) for r in json.loads(f.read_text())]
                 continue
             except json.JSONDecodeError:  # a write cut short: compute the cell again
                 f.unlink()
         recs = run_cell(handle, probe, sc, L, sd, s) if kind == "cell" else run_prompting(handle, sc, sd, s)
         tmp = f.with_suffix(".tmp")
-        tmp.write_text(json.dumps(recs))
+        tmp.write_text(json.dumps([r.to_dict() for r in recs]))
         tmp.replace(f)
         records += recs
     timings["generation_s"] = round(time.perf_counter() - t, 1)
@@ -176,8 +177,8 @@ def run_precompute(key: str, settings=None, progress: bool = True, root: Path | 
                      "definition": "mean of the members' scores, each standardised by its mean and SD on the graded set"},
         "lexicon": "kept for comparison with the study; not in the ensemble",
     })
-    sc_self = np.array([r["self_probe"] for r in records])
-    sc_other = np.array([r["judges"]["cross_model"] for r in records])
+    sc_self = np.array([r.self_probe for r in records])
+    sc_other = np.array([r.judges["cross_model"] for r in records])
     timings["total_s"] = round(time.perf_counter() - t0, 1)
     write_json(out / "steering.json", {
         "schema": SCHEMA_VERSION, "model_key": handle.key, "settings": settings_dict(s), "probe_layer": record["best_layer"],
@@ -185,7 +186,7 @@ def run_precompute(key: str, settings=None, progress: bool = True, root: Path | 
         "cross_model": {"other_model": other, "n_texts": len(records),
                         "pearson": float(np.corrcoef(sc_self, sc_other)[0, 1]),
                         "spearman": float(metrics.correlation_ci(sc_self, sc_other, "spearman", n_boot=200)[0])},
-        "timings": timings, **table, "generations": records,
+        "timings": timings, **table, "generations": [r.to_dict() for r in records],
     })
     write_cross_model(root)
     write_reference_study(root)
@@ -196,7 +197,7 @@ def run_precompute(key: str, settings=None, progress: bool = True, root: Path | 
 def refresh_summaries(key: str, root: Path | None = None) -> None:
     """Recompute what is derived from stored results (lexical ablation, success rates,
     dose-response, cross-model, manifest) without generating or judging again."""
-    from .sweep import SweepSettings, success_table
+    from .sweep import SweepRecord, SweepSettings, success_table
 
     root = root or PRECOMPUTED
     handle = load_model(key)
@@ -207,7 +208,9 @@ def refresh_summaries(key: str, root: Path | None = None) -> None:
     if f.exists():
         st = json.loads(f.read_text())
         s = SweepSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in st["settings"].items()})
-        st.update(success_table(st["generations"], s, probe_layer=st["best_detection_layer"]))
+        records = [SweepRecord.from_dict(g) for g in st["generations"]]
+        st.update(success_table(records, s, probe_layer=st["best_detection_layer"]))
+        st["generations"] = [r.to_dict() for r in records]
         write_json(f, st)
     write_cross_model(root)
     write_reference_study(root)

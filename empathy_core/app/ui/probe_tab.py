@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
 
 from ..plots import layer_scores_figure, token_heatmap_html
 from ..service import MAX_TEXT_CHARS, MAX_TEXT_TOKENS, ScoreResult, Service, examples
-from .common import MODEL_EVENT, Slider, csv_file, friendly, gpu
+from .common import MODEL_EVENT, RAW_INPUTS, REPLAY_EVENT, csv_file, file_path, friendly, gpu
 
 INTRO = (f"Type or pick a reply an agent might write in one of the games. One forward pass projects every layer's "
          f"hidden states on that layer's empathy direction. Up to {MAX_TEXT_TOKENS} tokens.")
@@ -15,19 +17,19 @@ INTRO = (f"Type or pick a reply an agent might write in one of the games. One fo
 def verdict_markdown(svc: Service, r: ScoreResult) -> str:
     v = r.verdict
     lines = []
-    if "probability" in v:
-        lines.append(f"### {'Empathic' if v['label'] == 'empathic' else 'Task-focused'}: "
-                     f"P(empathic) = {v['probability']:.2f}")
-        lines.append(f"Score **{v['score']:.2f}** at layer {v['layer']} (the best layer by dev-split AUROC). "
+    if v.probability is not None:
+        lines.append(f"### {'Empathic' if v.label == 'empathic' else 'Task-focused'}: P(empathic) = {v.probability:.2f}")
+        lines.append(f"Score **{v.score:.2f}** at layer {v.layer} (the best layer by dev-split AUROC). "
                      f"P is a Platt calibration of that score fitted on the dev split"
-                     + (f"; the plain threshold (midpoint of the train class means) is {v['threshold']:.2f}." if "threshold" in v else "."))
+                     + (f"; the plain threshold (midpoint of the train class means) is {v.threshold:.2f}."
+                        if v.threshold is not None else "."))
     else:
-        lines.append(f"### Score {v['score']:.2f} at layer {v['layer']}")
+        lines.append(f"### Score {v.score:.2f} at layer {v.layer}")
         lines.append("Your uploaded direction has no calibration, so there is no probability or verdict.")
-    if v.get("uploaded"):
+    if v.uploaded:
         lines.append("Scored with **your uploaded file**, not this app's probe; the replayed AUROCs do not describe it.")
     det = svc.detection(r.model)
-    if det and r.best_layer is not None and not v.get("uploaded"):
+    if det and r.best_layer is not None and not v.uploaded:
         row = det["layers"][r.best_layer]
         lo, hi = row["auroc_test_ci"]
         lines.append(f"How much to trust it: at this layer the probe's test AUROC is {row['auroc_test']:.2f} "
@@ -37,7 +39,8 @@ def verdict_markdown(svc: Service, r: ScoreResult) -> str:
     return "\n\n".join(lines)
 
 
-def build(svc: Service, model: gr.Dropdown, info: dict) -> dict:
+def build(svc: Service, model: gr.Dropdown, info: dict) -> Any:
+    """Lay out the tab and wire its events; returns its step of the model-change chain."""
     n_layers = info.get("n_layers", 32)
     best = info.get("best_layer", n_layers // 2)
     with gr.Tab("Probe: live scoring", id="probe"):
@@ -50,7 +53,7 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> dict:
                 gr.Examples(examples=[[t] for _, _, t in ex], inputs=[text],
                             example_labels=[f"{title} · {label}" for title, label, _ in ex], label="Examples (test split)")
             with gr.Column(scale=2):
-                layer = Slider(0, n_layers - 1, step=1, value=best, label="Heatmap layer")
+                layer = gr.Slider(0, n_layers - 1, step=1, value=best, label="Heatmap layer")
                 upload = gr.File(label="Your own direction or probe (optional, .safetensors)", file_types=[".safetensors"],
                                  type="filepath")
                 go_btn = gr.Button("Score", variant="primary")
@@ -66,15 +69,31 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> dict:
 
     @gpu
     @friendly
-    def score(key, txt, lyr, up):
-        r = svc.score(key, txt, lyr, up)
-        thresholds = svc.probe(r.model).thresholds.tolist() if not up else None
+    def score(key: str, text: str, layer: Any, upload: Any) -> tuple:
+        """Score one text with the probe (or an uploaded direction) at every layer."""
+        path = file_path(upload)
+        r = svc.score(key, text, layer, path)
+        thresholds = svc.probe(r.model).thresholds.tolist() if not path else None
         fig = layer_scores_figure(r.per_layer, r.best_layer, title=f"Probe score by layer ({r.model})",
                                   thresholds=thresholds)
         html = f"<div><b>Layer {r.layer}</b></div>" + token_heatmap_html(r.tokens, r.token_scores, center=r.threshold)
         return verdict_markdown(svc, r), fig, html, csv_file(svc, fig, "probe-scores")
 
-    args = dict(fn=score, inputs=[model, text, layer, upload], outputs=[verdict, chart, heat, chart_csv], **MODEL_EVENT)
+    args = dict(fn=score, inputs_kwargs={"key": model, "text": text, "layer": layer, "upload": upload},
+                outputs=[verdict, chart, heat, chart_csv], **RAW_INPUTS, **MODEL_EVENT)
     go_btn.click(api_name="score", **args)
     text.submit(api_name="score_on_enter", api_visibility="undocumented", **args)
-    return {"layer": layer}
+
+    @friendly
+    def on_model(key: str) -> Any:
+        """The heatmap layer's range and default for the chosen model (from its results, or once it has loaded)."""
+        i = svc.model_info(key)
+        if i.get("n_layers") is None:  # not loaded and no results: the range follows once it has loaded
+            return gr.skip()
+        return gr.update(maximum=i["n_layers"] - 1, value=i["best_layer"])
+
+    def follow(trigger: Any, api_name: str) -> Any:
+        return trigger(on_model, inputs_kwargs={"key": model}, outputs=layer, api_name=api_name,
+                       api_visibility="undocumented", **REPLAY_EVENT)
+
+    return follow

@@ -1,24 +1,25 @@
-"""Tab 2: the steering playground: baseline and steered replies side by side, streamed."""
+"""Tab 2: the steering playground: baseline and steered replies side by side, streamed.
+
+α's path: the α slider here -> ``generate(alpha=...)`` -> ``Service.stream_steer`` (checks it and
+builds a ``GenerationRequest``) -> ``core.generation`` -> ``core.steering.steer``, whose hook adds
+α · v to the block's output.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import gradio as gr
 
-from ...core.generation import MAX_NEW_TOKENS, SideBySide
+from ...core.generation import MAX_NEW_TOKENS, Row, RowScore, SideBySide
 from ...core.models import REGISTRY
+from ...core.probes import Probe
+from ..inputs import POSITION_CHOICES
 from ..plots import live_dose_figure, token_heatmap_html
-from ..service import (
-    ALPHA_LIMIT,
-    DOSE_POINTS,
-    MAX_SEED,
-    Service,
-    default_prompt,
-    describe_scenario,
-    scenario_choices,
-)
-from .common import MODEL_EVENT, Slider, csv_file, friendly, gpu, session_id
+from ..service import ALPHA_LIMIT, DOSE_POINTS, MAX_SEED, Service, default_prompt, describe_scenario, scenario_choices
+from .common import MODEL_EVENT, RAW_INPUTS, REPLAY_EVENT, csv_file, file_path, friendly, gpu, session_id
 
 STREAM_EVERY_S = 0.15  # how often the columns refresh while tokens arrive
 
@@ -34,24 +35,25 @@ def _heatmap(svc: Service, key: str, res: SideBySide, b: int, center: float) -> 
             + token_heatmap_html(tokens, row.token_scores, center=center))
 
 
-def _row_info(res: SideBySide, b: int, probe=None) -> str:
-    row = res.rows[b]
+def _row_info(res: SideBySide, b: int, probe: Probe | None = None) -> str:
+    row: Row = res.rows[b]
     head = f"α = {row.alpha:+.2f} (raw {row.raw_alpha:+.1f}) · {len(row.token_ids)} tokens · {res.seconds:.1f} s"
     if not res.scores:
         return head + (" · stopped" if res.stopped else " · generating…")
-    s = res.scores[b]
-    parts = [head, f"**Probe score** (layer {s['probe_layer']}, whole reply): {s['probe_score']:.2f}"]
+    s: RowScore = res.scores[b]
+    parts = [head, f"**Probe score** (layer {s.probe_layer}, whole reply): {s.probe_score:.2f}"]
     if probe is not None:
-        parts[-1] += f", P(empathic) = {probe.probability(s['probe_score'], s['probe_layer']):.2f}"
-    if s["judge_probability"] is not None:
+        parts[-1] += f", P(empathic) = {probe.probability(s.probe_score, s.probe_layer):.2f}"
+    if s.judge_probability is not None:
         parts.append(f"**Judge** (MiniLM embedding classifier, not the steered model): P(empathic) = "
-                     f"{s['judge_probability']:.2f}")
+                     f"{s.judge_probability:.2f}")
     if res.stopped:
         parts.append("stopped early")
     return " · ".join(parts[:1]) + "  \n" + "  \n".join(parts[1:])
 
 
-def build(svc: Service, model: gr.Dropdown, info: dict) -> dict:
+def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown, info: dict) -> Any:
+    """Lay out the tab and wire its events; returns its step of the model-change chain."""
     n_layers = info.get("n_layers", 32)
     best = info.get("best_steering_layer", n_layers // 2)
     first = "listener"
@@ -66,19 +68,23 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> dict:
                 prompt = gr.Textbox(label="Prompt (editable; the scenario's system message is added for chat models)",
                                     lines=6, max_length=20_000, value=default_prompt(info.get("is_chat", True), first))
             with gr.Column(scale=2):
-                alpha = Slider(-ALPHA_LIMIT, ALPHA_LIMIT, step=0.01, value=0.2, elem_id="alpha-slider",
+                alpha = gr.Slider(-ALPHA_LIMIT, ALPHA_LIMIT, step=0.01, value=0.2, elem_id="alpha-slider",
                                   label="α in relative units (0 = no steering; 0.1 adds 10% of the layer's mean residual norm)")
                 with gr.Row():
                     raw = gr.Markdown(elem_id="raw-alpha")
                     zero = gr.Button("α = 0", size="sm", min_width=60)
-                layer = Slider(0, n_layers - 1, step=1, value=best,
+                layer = gr.Slider(0, n_layers - 1, step=1, value=best,
                                   label="Steering layer (default: best steering layer of the precomputed sweep)")
-                max_new = Slider(1, MAX_NEW_TOKENS, step=1, value=64, label="Max new tokens", elem_id="max-new-tokens")
+                max_new = gr.Slider(1, MAX_NEW_TOKENS, step=1, value=64, label="Max new tokens", elem_id="max-new-tokens")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                     greedy = gr.Checkbox(True, label="Greedy (untick to sample: T 0.8, top-p 0.95, same noise in both columns)")
                 upload = gr.File(label="Steer with your own direction (optional, .safetensors)", file_types=[".safetensors"],
                                  type="filepath")
+                with gr.Accordion("Advanced settings", open=False):
+                    positions = gr.Radio(POSITION_CHOICES, value="all", label="Add the direction at",
+                                         info="Every position (as in the study), only the prompt's positions, or only "
+                                              "the tokens the model generates.", elem_id="steer-positions")
         with gr.Row():
             gen_btn = gr.Button("Generate side by side", variant="primary", elem_id="generate-btn")
             dose_btn = gr.Button(f"Dose-response ({DOSE_POINTS} α values, one batched call)")
@@ -102,62 +108,95 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> dict:
                                       label="Replies", wrap=True, interactive=False)
 
     @friendly
-    def show_raw(key, a, lyr):
-        r, norm = svc.raw_alpha(key, a, lyr)
-        return f"raw α = {float(a):+.2f} × {norm:.1f} (mean residual norm at layer {int(lyr)}) = **{r:+.1f}**"
+    def show_raw(key: str, alpha: Any, layer: Any) -> str:
+        r, norm = svc.raw_alpha(key, alpha, layer)
+        return f"raw α = {float(alpha):+.2f} × {norm:.1f} (mean residual norm at layer {int(layer)}) = **{r:+.1f}**"
 
     @friendly
-    def on_scenario(key, sc):
-        return describe_scenario(sc), default_prompt(REGISTRY[svc.check_model(key)].chat, sc)
+    def on_scenario(key: str, scenario: str) -> tuple[str, str]:
+        return describe_scenario(scenario), default_prompt(REGISTRY[svc.check_model(key)].chat, scenario)
 
     @gpu
     @friendly
-    def generate(key, sc, pr, a, lyr, n, sd, gr_, up, request: gr.Request = None):
+    def generate(key: str, scenario: str, prompt: str, alpha: Any, layer: Any, max_new_tokens: Any, seed: Any,
+                 greedy: Any, upload: Any, request: gr.Request = None) -> Iterator[tuple]:  # type: ignore[assignment]
+        """Baseline and steered replies, streamed; the final update adds their scores and a JSON file."""
         key = svc.check_model(key)
-        cancel = svc.begin(session_id(request))
-        probe = svc.probe(key) if not up and svc.has_results(key) else None
+        session = session_id(request)
+        cancel = svc.begin(session)
+        path = file_path(upload)
+        probe = svc.probe(key) if not path and svc.has_results(key) else None
         last_emit = 0.0
-        for res in svc.stream_steer(key, sc, pr, a, lyr, n, sd, gr_, up, cancel=cancel):
+        for res in svc.stream_steer(key, scenario, prompt, alpha, layer, max_new_tokens, seed, greedy, path,
+                                    positions=svc.positions(session), cancel=cancel):
             now = time.perf_counter()
             final = bool(res.scores)
             if not final and now - last_emit < STREAM_EVERY_S:
                 continue
             last_emit = now
             center = float(probe.thresholds[res.readout_layer]) if probe is not None else 0.0
-            path = svc.write_json({"model": key, "scenario": sc, **res.to_dict()}, "steer") if final else gr.skip()
+            out = svc.write_json({"model": key, "scenario": scenario, **res.to_dict()}, "steer") if final else gr.skip()
             yield (res.rows[0].text, res.rows[1].text, _row_info(res, 0, probe), _row_info(res, 1, probe),
-                   _heatmap(svc, key, res, 0, center), _heatmap(svc, key, res, 1, center), path)
+                   _heatmap(svc, key, res, 0, center), _heatmap(svc, key, res, 1, center), out)
 
     @gpu
     @friendly
-    def dose(key, sc, pr, a, lyr, n, sd, gr_, up, request: gr.Request = None):
-        cancel = svc.begin(session_id(request))
-        res = svc.dose_response(key, sc, pr, a, lyr, n, sd, gr_, up, cancel=cancel)
-        probe_layer = res.scores[0]["probe_layer"]
-        fig = live_dose_figure([r.alpha for r in res.rows], [s["probe_score"] for s in res.scores],
-                               [s["judge_probability"] for s in res.scores], probe_layer)
-        table = [[round(r.alpha, 3), round(r.raw_alpha, 1), round(s["probe_score"], 2),
-                  None if s["judge_probability"] is None else round(s["judge_probability"], 2), r.text]
+    def dose(key: str, scenario: str, prompt: str, alpha: Any, layer: Any, max_new_tokens: Any, seed: Any,
+             greedy: Any, upload: Any, request: gr.Request = None) -> tuple:  # type: ignore[assignment]
+        """Seven alphas from -|α| to +|α| in one batched call, scored by the probe and the judge."""
+        session = session_id(request)
+        cancel = svc.begin(session)
+        res = svc.dose_response(key, scenario, prompt, alpha, layer, max_new_tokens, seed, greedy, file_path(upload),
+                                positions=svc.positions(session), cancel=cancel)
+        probe_layer = res.scores[0].probe_layer
+        fig = live_dose_figure([r.alpha for r in res.rows], [s.probe_score for s in res.scores],
+                               [s.judge_probability for s in res.scores], probe_layer)
+        table = [[round(r.alpha, 3), round(r.raw_alpha, 1), round(s.probe_score, 2),
+                  None if s.judge_probability is None else round(s.judge_probability, 2), r.text]
                  for r, s in zip(res.rows, res.scores)]
-        path = svc.write_json({"model": key, "scenario": sc, "kind": "dose_response", **res.to_dict()}, "dose-response")
+        path = svc.write_json({"model": key, "scenario": scenario, "kind": "dose_response", **res.to_dict()}, "dose-response")
         return fig, table, path, csv_file(svc, fig, "dose-response")
 
-    controls = [model, scenario, prompt, alpha, layer, max_new, seed, greedy, upload]
-    gen_btn.click(generate, controls, [base_text, steer_text, base_info, steer_info, base_heat, steer_heat,
-                                                result_file], api_name="steer", **MODEL_EVENT)
-    dose_btn.click(dose, controls, [dose_plot, dose_table, result_file, dose_csv], api_name="dose_response",
-                             **MODEL_EVENT)
-    def stop(request: gr.Request):
+    def stop(request: gr.Request) -> None:
         """Sets this session's cancel event: the running generation ends at its next step and still
         shows (and scores) what it wrote, marked "stopped early"."""
         svc.stop(session_id(request))
 
+    @friendly
+    def remember_positions(positions: Any, request: gr.Request = None) -> None:  # type: ignore[assignment]
+        """The advanced setting applies to this visitor's next generations (the /steer API keeps its inputs)."""
+        svc.set_positions(session_id(request), positions)
+
+    controls = {"key": model, "scenario": scenario, "prompt": prompt, "alpha": alpha, "layer": layer,
+                "max_new_tokens": max_new, "seed": seed, "greedy": greedy, "upload": upload}
+    gen_btn.click(generate, inputs_kwargs=controls,
+                  outputs=[base_text, steer_text, base_info, steer_info, base_heat, steer_heat, result_file],
+                  api_name="steer", **RAW_INPUTS, **MODEL_EVENT)
+    dose_btn.click(dose, inputs_kwargs=controls, outputs=[dose_plot, dose_table, result_file, dose_csv],
+                   api_name="dose_response", **RAW_INPUTS, **MODEL_EVENT)
     stop_btn.click(stop, None, None, api_name="stop", queue=False)
+    positions.change(remember_positions, inputs_kwargs={"positions": positions}, outputs=None,
+                     api_name="steer_positions", api_visibility="undocumented", queue=False)
     zero.click(lambda: 0.0, None, alpha, api_name="alpha_zero", api_visibility="undocumented", queue=False)
-    alpha.change(show_raw, [model, alpha, layer], raw, api_name="raw_alpha", api_visibility="undocumented",
-                 show_progress="hidden")
-    layer.change(show_raw, [model, alpha, layer], raw, api_name="raw_alpha_on_layer", api_visibility="undocumented",
-                 show_progress="hidden")
-    scenario.change(on_scenario, [model, scenario], [desc, prompt], api_name="scenario_info", show_progress="hidden")
-    return {"layer": layer, "raw": raw, "alpha": alpha, "scenario": scenario, "prompt": prompt, "show_raw": show_raw,
-            "on_scenario": on_scenario}
+    raw_io: dict[str, Any] = dict(inputs_kwargs={"key": model, "alpha": alpha, "layer": layer}, outputs=raw,
+                                  show_progress="hidden", api_visibility="undocumented", **RAW_INPUTS)
+    alpha.change(show_raw, api_name="raw_alpha", **raw_io)
+    layer.change(show_raw, api_name="raw_alpha_on_layer", **raw_io)
+    demo.load(show_raw, api_name="on_load_raw_alpha", **raw_io, **REPLAY_EVENT)
+    scenario.change(on_scenario, inputs_kwargs={"key": model, "scenario": scenario}, outputs=[desc, prompt],
+                    api_name="scenario_info", show_progress="hidden")
+
+    @friendly
+    def on_model(key: str, scenario: str) -> tuple:
+        """The steering layer's range and default, and the prompt in the chosen model's style."""
+        i = svc.model_info(key)
+        text = default_prompt(REGISTRY[i["key"]].chat, scenario)
+        if i.get("n_layers") is None:  # not loaded and no results: the range follows once it has loaded
+            return gr.skip(), text
+        return gr.update(maximum=i["n_layers"] - 1, value=i["best_steering_layer"]), text
+
+    def follow(trigger: Any, api_name: str) -> Any:
+        return trigger(on_model, inputs_kwargs={"key": model, "scenario": scenario}, outputs=[layer, prompt],
+                       api_name=api_name, api_visibility="undocumented", **REPLAY_EVENT)
+
+    return follow

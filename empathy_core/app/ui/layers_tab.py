@@ -1,0 +1,87 @@
+"""Tab 3: per-layer detection replayed from ``precomputed/``, and probe downloads."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ... import store
+from ...core.export import export_vector, write_gguf, write_safetensors
+from ...core.models import REGISTRY
+from ...errors import UserError
+from ..plots import layer_auroc_figure
+from ..service import Service, check_alpha, check_int
+from .common import REPLAY_EVENT, csv_file, friendly
+from .replay import need, quietly
+
+FORMATS = ("probe file (safetensors, all layers)", "one layer (safetensors)", "llama.cpp control vector (GGUF)")
+
+
+def layer_summary(det: dict) -> str:
+    r = det["layers"][det["best_layer"]]
+    lo, hi = r["auroc_test_ci"]
+    return (f"**{det['model_key']}**, best layer {det['best_layer']} of {det['n_layers']} (chosen on the dev split). "
+            f"Test AUROC {r['auroc_test']:.3f} [{lo:.3f}, {hi:.3f}] against {r['random_auroc_p95']:.3f} for the 95th "
+            f"percentile of random directions; accuracy {r['accuracy_test']:.3f}; Cohen's d {r['cohens_d_test']:.2f}; "
+            f"leave-one-scenario-out {r['loso_auroc_mean']:.3f}; lexically controlled pairs {r['lexical_auroc_test']:.3f}; "
+            f"confound controls {r['confound_auroc']:.3f} (0.5 would mean blind to tone, length and politeness). "
+            f"The study reported 0.96–1.0 on confounded data; these numbers come from "
+            f"`python -m empathy_core precompute --model {det['model_key']}`.")
+
+
+def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown) -> Any:
+    """Lay out the tab and wire its events; returns its step of the model-change chain."""
+    with gr.Tab("Layers: replay", id="layers"):
+        gr.Markdown("Per-layer detection on the held-out test pairs, replayed from `precomputed/`.")
+        show_ref = gr.Checkbox(False, label="Overlay the original study's curves (as reported there, not reproduced here)")
+        plot = gr.Plot(label="AUROC by layer", elem_id="layers-plot")
+        summary = gr.Markdown()
+        csv = gr.File(label="Chart data (CSV)")
+        with gr.Accordion("Download the probe", open=False):
+            with gr.Row():
+                d_layer = gr.Number(None, precision=0, label="Layer (empty = best layer)")
+                d_fmt = gr.Radio(list(FORMATS), value=FORMATS[0], label="Format")
+                d_alpha = gr.Number(None, label="Scale by α (relative units; empty = unit vector)")
+            d_btn = gr.Button("Prepare download")
+            d_file = gr.File(label="Probe")
+
+    @friendly
+    def chart(key: str, reference: bool) -> tuple:
+        """Per-layer AUROC with its CI and controls; optionally the study's reported curves."""
+        key = svc.check_model(key)
+        det = need(svc.detection(key), "detection results", key)
+        fig = layer_auroc_figure(det, svc.shared("reference_study.json") or {}, bool(reference))
+        return fig, layer_summary(det), csv_file(svc, fig, f"layers-{key}")
+
+    @friendly
+    def download(key: str, layer: Any, fmt: str, alpha: Any) -> str:
+        """The probe as a file: all layers, one layer, or a llama.cpp control vector."""
+        key = svc.check_model(key)
+        probe = svc.probe(key)
+        if fmt not in FORMATS:
+            raise UserError(f"Unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}.")
+        if fmt == FORMATS[0]:  # a copy in the app's output folder: the repo folder is never served
+            return svc.output_path(f"{key}-probes", ".safetensors", store.probe_path(key, svc.root).read_bytes())
+        layer = svc.best_layers(key)[0] if layer in (None, "") else check_int("Layer", layer, 0, probe.n_layers - 1)
+        a = None if alpha in (None, "") else check_alpha(alpha)
+        vec = export_vector(probe, layer, a, "relative")
+        out = Path(tempfile.mkdtemp(dir=svc.out_dir))
+        stem = f"{key}-empathy-layer{layer}" + ("" if a is None else f"-alpha{a:g}")
+        if fmt == FORMATS[2]:
+            return str(write_gguf(out / f"{stem}.gguf", vec, layer, REGISTRY[key].arch))
+        return str(write_safetensors(out / f"{stem}.safetensors", probe, layer, vec, a, "relative"))
+
+    io: dict[str, Any] = dict(inputs_kwargs={"key": model, "reference": show_ref}, outputs=[plot, summary, csv])
+    show_ref.change(chart, api_name="layers_chart", **io, **REPLAY_EVENT)
+    demo.load(chart, api_name="on_load_layers", api_visibility="undocumented", **io, **REPLAY_EVENT)
+    d_btn.click(download, inputs_kwargs={"key": model, "layer": d_layer, "fmt": d_fmt, "alpha": d_alpha}, outputs=d_file,
+                api_name="download_probe", **REPLAY_EVENT)
+
+    def follow(trigger: Any) -> Any:
+        return trigger(quietly(chart, lambda note: (None, note, None)), api_name="layers_chart_on_model",
+                       api_visibility="undocumented", **io, **REPLAY_EVENT)
+
+    return follow

@@ -1,0 +1,67 @@
+"""The model selector above the tabs, the status line, and the one model-change chain.
+
+A new model runs one chain: each tab's step (its layer ranges, replays, prompt style), then
+the model loads, then the steps that need the loaded model run again (a model with no stored
+results gets its layer ranges from the loaded model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gradio as gr
+
+from ...core.models import BUNDLED
+from ..service import HUB_FALLBACK_NOTE, Service, model_choices
+from .common import MODEL_EVENT, friendly, gpu
+
+Step = Callable[[Any], Any]  # given an event trigger (``x.change`` or ``dep.then``), wires one event and returns it
+
+
+class ModelBar:
+    """The selector, the status line (polled until ready) and the note about the loaded model."""
+
+    def __init__(self, svc: Service, demo: gr.Blocks) -> None:
+        self.svc = svc
+        with gr.Row():
+            self.dropdown = gr.Dropdown(model_choices(), value=svc.default_model, label="Model", scale=2,
+                                        elem_id="model-select")
+            with gr.Column(scale=3):
+                self.status = gr.Markdown(svc.status_line(), elem_id="status-line")
+                self.note = gr.Markdown()
+        timer = gr.Timer(1.0)
+
+        def poll() -> tuple[str, gr.Timer]:
+            done = svc.status.state in ("ready", "error")
+            return svc.status_line(), gr.Timer(active=not done)
+
+        timer.tick(poll, None, [self.status, timer], api_name="status_poll", api_visibility="undocumented",
+                   show_progress="hidden", queue=False)
+        demo.load(svc.status_line, None, self.status, api_name="status", queue=False)
+
+    def chain(self, before_load: Sequence[Step], after_load: Sequence[Step]) -> None:
+        """Wire the one model-change chain: ``before_load`` steps, loading the model, then ``after_load`` steps."""
+        svc = self.svc
+
+        @gpu
+        @friendly
+        def select_model(key: str) -> str:
+            """Load the chosen model (or find it loaded) and describe it."""
+            h = svc.handle(key)
+            note = (f"**{h.key}** ready: {h.n_layers} layers, hidden size {h.hidden_size}, "
+                    f"{'chat' if h.is_chat else 'base'} model; loaded in {h.load_seconds:.1f} s"
+                    f"{' from the cache' if h.from_cache else ''}.")
+            if not svc.has_results(h.key):
+                note += " No precomputed probe for it: upload a probe file, or run the precompute command for it."
+            if h.key in BUNDLED and h.revision.startswith("hub:"):
+                note += " " + HUB_FALLBACK_NOTE
+            return note
+
+        trigger: Any = self.dropdown.change
+        for step in before_load:
+            trigger = step(trigger).then
+        trigger = trigger(select_model, inputs_kwargs={"key": self.dropdown}, outputs=self.note, api_name="select_model",
+                          **MODEL_EVENT).success
+        for step in after_load:
+            trigger = step(trigger).then
