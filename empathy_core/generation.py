@@ -36,6 +36,10 @@ from .prompts import render_prompt
 from .steering import Positions, Unit, as_alphas, steer, steering_vectors
 
 MAX_NEW_TOKENS = 256
+# What the app and the steering sweep use (``RepetitionGuard``); measured by
+# scripts/measure_repetition.py on the baselines of all three bundled models (README, "Generation defaults").
+DEFAULT_REPETITION_PENALTY = 1.0
+DEFAULT_NO_REPEAT_NGRAM = 0
 
 
 class SharedGumbelSampler(LogitsProcessor):
@@ -79,6 +83,45 @@ class SharedGumbelSampler(LogitsProcessor):
             full = torch.zeros_like(sp, dtype=torch.bool).scatter(-1, si, sp.cumsum(-1) - sp > self.top_p)
             drop[short] = full
         return drop
+
+
+class RepetitionGuard(LogitsProcessor):
+    """A repetition penalty and a no-repeat n-gram rule over the *generated* tokens only.
+
+    Applied to every row of a batch by the same rule, so rows still differ only through α, and
+    the α = 0 row equals a plain ``generate`` call given this same processor. The prompt's
+    tokens are not penalised: a reply may name the scenario's people and places.
+
+    * ``penalty`` > 1 (CTRL-style): a logit of a token already generated in that row is divided
+      by ``penalty`` when positive and multiplied by it when negative.
+    * ``no_repeat_ngram`` = n > 0: a token that would complete an n-gram the row has already
+      generated gets -inf.
+    """
+
+    def __init__(self, prompt_len: int, penalty: float = 1.0, no_repeat_ngram: int = 0):
+        if not (isinstance(penalty, (int, float)) and 1.0 <= penalty <= 2.0):
+            raise ValueError("repetition_penalty must be between 1.0 and 2.0.")
+        if not (isinstance(no_repeat_ngram, int) and 0 <= no_repeat_ngram <= 10) or no_repeat_ngram == 1:
+            raise ValueError("no_repeat_ngram must be 0 (off) or an integer from 2 to 10.")
+        self.prompt_len, self.penalty, self.n = prompt_len, float(penalty), no_repeat_ngram
+
+    def __call__(self, input_ids, scores):
+        gen = input_ids[:, self.prompt_len:]  # (B, T_generated)
+        if gen.shape[1] == 0:
+            return scores
+        scores = scores.clone()
+        if self.penalty != 1.0:
+            s = scores.gather(1, gen)
+            scores.scatter_(1, gen, torch.where(s < 0, s * self.penalty, s / self.penalty))
+        n = self.n
+        if n and gen.shape[1] >= n:
+            for b in range(gen.shape[0]):
+                row = gen[b].tolist()
+                prefix = tuple(row[len(row) - n + 1:])
+                banned = [row[i + n - 1] for i in range(len(row) - n + 1) if tuple(row[i:i + n - 1]) == prefix]
+                if banned:
+                    scores[b, banned] = float("-inf")
+        return scores
 
 
 class _Cancel(StoppingCriteria):
@@ -197,7 +240,7 @@ def on_compute(fn, *args, wait: bool = True, **kwargs):
 
 
 def _setup(handle, prompt_or_scenario, alphas, layer, direction, unit, mean_norms, max_new_tokens, greedy, seed,
-           temperature, top_p, moment, row_directions=None, instruction=""):
+           temperature, top_p, moment, row_directions=None, instruction="", repetition_penalty=1.0, no_repeat_ngram=0):
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
         raise ValueError(f"max_new_tokens must be an integer from 1 to {MAX_NEW_TOKENS}.")
     a = as_alphas(alphas)
@@ -215,6 +258,8 @@ def _setup(handle, prompt_or_scenario, alphas, layer, direction, unit, mean_norm
     if ids.shape[1] > 2048:
         raise ValueError(f"The prompt is {ids.shape[1]} tokens; the limit is 2048.")
     processors = LogitsProcessorList()
+    if repetition_penalty != 1.0 or no_repeat_ngram:
+        processors.append(RepetitionGuard(ids.shape[1], repetition_penalty, no_repeat_ngram))
     if not greedy:
         processors.append(SharedGumbelSampler(seed, temperature, top_p))
     raw = [float(x) * (float(torch.as_tensor(mean_norms)[layers[0]]) if unit == "relative" else 1.0) for x in a]
@@ -242,10 +287,11 @@ def _run(handle, plan: dict, on_step) -> None:
 
 def _plan(handle, prompt_or_scenario, alphas, layer, direction, unit="relative", mean_norms=None, readout_layer=None,
           readout_direction=None, max_new_tokens=64, greedy=True, seed=0, temperature=0.8, top_p=0.95, max_time=None,
-          positions: Positions = "all", moment="", min_new_tokens=0, cancel=None, row_directions=None, instruction=""):
+          positions: Positions = "all", moment="", min_new_tokens=0, cancel=None, row_directions=None, instruction="",
+          repetition_penalty=1.0, no_repeat_ngram=0):
     a, layers, vecs, prompt, ids, processors, rows = _setup(
         handle, prompt_or_scenario, alphas, layer, direction, unit, mean_norms, max_new_tokens, greedy, seed,
-        temperature, top_p, moment, row_directions, instruction)
+        temperature, top_p, moment, row_directions, instruction, repetition_penalty, no_repeat_ngram)
     r_layer = layers[0] if readout_layer is None else handle.check_layer(readout_layer)
     r_dir = readout_direction if readout_direction is not None else (direction[r_layer] if direction.ndim == 2 else direction)
     result = SideBySide(prompt=prompt, layer=layers[0], unit=unit, positions=positions, greedy=greedy, seed=seed, rows=rows,
@@ -331,17 +377,18 @@ def side_by_side(handle: ModelHandle, prompt_or_scenario: str, alphas: Sequence[
                  seed: int = 0, temperature: float = 0.8, top_p: float = 0.95, max_time: float | None = None,
                  positions: Positions = "all", moment: str = "", min_new_tokens: int = 0,
                  cancel: threading.Event | None = None, row_directions: torch.Tensor | None = None,
-                 instruction: str = "") -> SideBySide:
+                 instruction: str = "", repetition_penalty: float = 1.0, no_repeat_ngram: int = 0) -> SideBySide:
     """One batched generate call in the calling thread; returns one reply per alpha.
 
     ``direction`` is (H,) or an (L, H) probe matrix. ``readout_direction`` defaults to the
     steering direction at ``readout_layer`` (default: the first steered layer). ``row_directions``
     (B, H) steers each row along its own direction (the readout still uses ``direction``).
     ``instruction`` ("empathic" or "task") adds a prompting-baseline instruction to a scenario prompt.
+    ``repetition_penalty`` and ``no_repeat_ngram`` apply ``RepetitionGuard`` to every row alike.
     """
     result, plan = _plan(handle, prompt_or_scenario, alphas, layer, direction, unit, mean_norms, readout_layer,
                          readout_direction, max_new_tokens, greedy, seed, temperature, top_p, max_time, positions, moment,
-                         min_new_tokens, cancel, row_directions, instruction)
+                         min_new_tokens, cancel, row_directions, instruction, repetition_penalty, no_repeat_ngram)
     col = _Collector(handle, result)
     t0 = time.perf_counter()
     _run(handle, plan, col.add)

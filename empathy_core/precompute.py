@@ -200,7 +200,7 @@ def refresh_summaries(key: str, root: Path | None = None) -> None:
     f = out / "steering.json"
     if f.exists():
         st = json.loads(f.read_text())
-        s = SweepSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in st["settings"].items()})
+        s = SweepSettings.from_stored(st["settings"])
         st.update(success_table(st["generations"], s, probe_layer=st["best_detection_layer"]))
         write_json(f, st)
     write_cross_model(root)

@@ -21,7 +21,7 @@ import torch
 from scipy import stats
 
 from . import dataset, metrics
-from .generation import build_prompt, side_by_side
+from .generation import DEFAULT_NO_REPEAT_NGRAM, DEFAULT_REPETITION_PENALTY, build_prompt, side_by_side
 from .judges import coherence, perplexities
 
 
@@ -36,6 +36,15 @@ class SweepSettings:
     random_direction_seed: int = 1234
     scenarios: tuple[str, ...] = dataset.SCENARIO_IDS
     layers: tuple[int, ...] = field(default_factory=tuple)  # filled from the best detection layer
+    repetition_penalty: float = DEFAULT_REPETITION_PENALTY  # generation.RepetitionGuard, as in the app
+    no_repeat_ngram: int = DEFAULT_NO_REPEAT_NGRAM
+
+    @classmethod
+    def from_stored(cls, stored: dict) -> SweepSettings:
+        """Settings as written in a steering.json. Files written before the repetition guard
+        existed generated without it, so missing keys mean "off", not today's defaults."""
+        old = {"repetition_penalty": 1.0, "no_repeat_ngram": 0}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in {**old, **stored}.items()})
 
     @staticmethod
     def pick_layers(best: int, n_layers: int) -> tuple[int, ...]:
@@ -68,7 +77,7 @@ def run_cell(handle, probe, scenario: str, layer: int, seed: int, s: SweepSettin
     rows_dir = torch.stack([d] * len(s.alphas) + [r] * len(rand_alphas))
     res = side_by_side(handle, scenario, alphas, layer, probe.directions, unit="relative", mean_norms=probe.mean_norms,
                        max_new_tokens=s.new_tokens, greedy=False, seed=seed, temperature=s.temperature, top_p=s.top_p,
-                       row_directions=rows_dir)
+                       row_directions=rows_dir, repetition_penalty=s.repetition_penalty, no_repeat_ngram=s.no_repeat_ngram)
     out = []
     for i, row in enumerate(res.rows):
         out.append({"scenario": scenario, "layer": layer, "seed": seed, "alpha": float(alphas[i]),
@@ -82,7 +91,8 @@ def run_prompting(handle, scenario: str, seed: int, s: SweepSettings) -> list[di
     for instruction in ("empathic", "task"):
         res = side_by_side(handle, scenario, [0.0], 0, torch.zeros(handle.hidden_size), unit="raw",
                            max_new_tokens=s.new_tokens, greedy=False, seed=seed, temperature=s.temperature, top_p=s.top_p,
-                           instruction=instruction)
+                           instruction=instruction, repetition_penalty=s.repetition_penalty,
+                           no_repeat_ngram=s.no_repeat_ngram)
         row = res.rows[0]
         out.append({"scenario": scenario, "layer": None, "seed": seed, "alpha": 0.0, "raw_alpha": 0.0,
                     "condition": f"prompt_{instruction}", "text": row.text, "n_tokens": len(row.token_ids)})
