@@ -1,6 +1,6 @@
 # Two commands set up everything on a fresh machine:
 #   make demo   create .venv, install, launch the app at http://127.0.0.1:7860 on smollm2-135m (offline)
-#   make test   create .venv, install, run the whole test suite
+#   make test   create .venv, install, run ruff and mypy, then the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -22,7 +22,11 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) app.py
 
-test: $(VENV)/.installed
+lint: $(VENV)/.installed
+	$(PY) -m ruff check empathy_core app.py tests scripts
+	$(PY) -m mypy
+
+test: lint
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test-fast: $(VENV)/.installed
@@ -34,4 +38,4 @@ bench: $(VENV)/.installed
 bench-app: $(VENV)/.installed
 	$(PY) -m empathy_core bench-app --json bench-app.json
 
-.PHONY: install demo test test-fast bench bench-app
+.PHONY: install demo lint test test-fast bench bench-app

@@ -19,11 +19,17 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+if TYPE_CHECKING:
+    from .core.models import ModelHandle
+    from .core.probes import Probe
 
-def median_time(fn, repeats: int = 3, warmup: int = 1) -> float:
+
+def median_time(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
     for _ in range(warmup):
         fn()
     times = []
@@ -63,7 +69,7 @@ def measure_bandwidth(mib: int = 512, repeats: int = 5) -> float:
     return 2 * n * 4 / t
 
 
-def weight_bytes_per_token(handle) -> int:
+def weight_bytes_per_token(handle: ModelHandle) -> int:
     """Bytes of weights one decode step reads: every parameter once (a tied embedding / LM head
     counts once, read by the LM head; the embedding lookup reads a single row)."""
     seen, total = set(), 0
@@ -74,7 +80,7 @@ def weight_bytes_per_token(handle) -> int:
     return total
 
 
-def measure_scoring(handle, text: str, repeats: int = 5) -> dict:
+def measure_scoring(handle: ModelHandle, text: str, repeats: int = 5) -> dict:
     """Scoring one text at all layers (hooks project every token) vs one plain forward pass."""
     from .core.activations import _trunk, encode, score_tokens, tokenize_one
 
@@ -84,14 +90,14 @@ def measure_scoring(handle, text: str, repeats: int = 5) -> dict:
     x = enc.input_ids.to(handle.device)
 
     @torch.inference_mode()
-    def plain_full():
+    def plain_full() -> None:
         handle.model(input_ids=x, use_cache=False)
 
     @torch.inference_mode()
-    def plain_trunk():
+    def plain_trunk() -> None:
         _trunk(handle)(input_ids=x, use_cache=False)
 
-    def score():
+    def score() -> None:
         score_tokens(handle, text, D)
 
     fwd = median_time(plain_full, repeats, 2)
@@ -102,7 +108,7 @@ def measure_scoring(handle, text: str, repeats: int = 5) -> dict:
             "ratio_score_over_trunk_forward": round(sc / trunk, 3), "score_tokens": len(ids)}
 
 
-def measure_extraction(handle, n_texts: int = 100, repeats: int = 3) -> dict:
+def measure_extraction(handle: ModelHandle, n_texts: int = 100, repeats: int = 3) -> dict:
     from .core.activations import extract
     from .study import dataset
 
@@ -115,7 +121,7 @@ def measure_extraction(handle, n_texts: int = 100, repeats: int = 3) -> dict:
             "extract_one_at_a_time_s": round(single, 3), "ratio_extract_one_at_a_time_over_batched": round(single / batched, 2)}
 
 
-def measure_generation(handle, probe, layer: int, new_tokens: int = 48, repeats: int = 3, alpha: float = 0.3) -> dict:
+def measure_generation(handle: ModelHandle, probe: Probe, layer: int, new_tokens: int = 48, repeats: int = 3, alpha: float = 0.3) -> dict:
     from .core.generation import GenerationRequest, side_by_side
     from .core.prompts import render_prompt
     from .core.steering import steer, steering_vectors
@@ -127,14 +133,14 @@ def measure_generation(handle, probe, layer: int, new_tokens: int = 48, repeats:
                   pad_token_id=handle.tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
 
     @torch.inference_mode()
-    def plain():
+    def plain() -> None:
         handle.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **gen_kw)
 
-    def steered():
+    def steered() -> None:
         with steer(handle, vecs, alpha), torch.inference_mode():
             handle.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **gen_kw)
 
-    def sbs(alphas):
+    def sbs(alphas: list[float]) -> Callable[[], object]:
         req = GenerationRequest(prompt, alphas=tuple(alphas), layer=layer, directions=probe.directions, unit="relative",
                                 mean_norms=probe.mean_norms, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
         return lambda: side_by_side(handle, req)
@@ -166,7 +172,7 @@ def bench(key: str = "qwen2.5-coder-0.5b", new_tokens: int = 48, repeats: int = 
     from .core.models import load_model
     from .study import dataset
 
-    res = {"model": key, "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    res: dict[str, Any] = {"model": key, "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
     res.update(measure_loads(key))
     handle = load_model(key)
     probe = store.load_probe(key)

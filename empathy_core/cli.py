@@ -37,7 +37,7 @@ def resolve_layer(layer: str | int, detection: dict, n_layers: int) -> int:
     return n
 
 
-def cmd_extract(a) -> int:
+def cmd_extract(a: argparse.Namespace) -> int:
     from .core.models import load_model
     from .study.experiments import DetectionSettings, run_detection
 
@@ -80,7 +80,7 @@ def _read_jsonl(path: str) -> list[dict]:
     return rows
 
 
-def cmd_score(a) -> int:
+def cmd_score(a: argparse.Namespace) -> int:
     from .core.activations import extract
     from .core.models import load_model
 
@@ -91,7 +91,7 @@ def cmd_score(a) -> int:
     handle = load_model(a.model)
     probe.check_compatible(handle.n_layers, handle.hidden_size, handle.key)
     pooling = probe.meta.get("pooling", "mean")
-    scenarios = [r.get("scenario") for r in rows] if pooling == "chat" else None
+    scenarios = [r.get("scenario") or "" for r in rows] if pooling == "chat" else None
     acts = extract(handle, [r["text"] for r in rows], pooling=pooling, scenarios=scenarios, progress=True, desc="scoring")
     scores = probe.score(acts.pooled)[:, layer]
     out = Path(a.out)
@@ -103,7 +103,7 @@ def cmd_score(a) -> int:
     return 0
 
 
-def cmd_export(a) -> int:
+def cmd_export(a: argparse.Namespace) -> int:
     from .core.export import export_vector, write_gguf, write_safetensors
     from .core.models import REGISTRY
 
@@ -123,7 +123,7 @@ def cmd_export(a) -> int:
     return 0
 
 
-def cmd_precompute(a) -> int:
+def cmd_precompute(a: argparse.Namespace) -> int:
     from .study.precompute import run_precompute
     from .study.sweep import SweepSettings
 
@@ -141,7 +141,7 @@ def cmd_precompute(a) -> int:
     return 0
 
 
-def cmd_bench(a) -> int:
+def cmd_bench(a: argparse.Namespace) -> int:
     from .bench import bench
 
     res = bench(a.model, new_tokens=a.new_tokens, repeats=a.repeats, n_texts=a.n)
@@ -152,7 +152,7 @@ def cmd_bench(a) -> int:
     return 0
 
 
-def cmd_bench_app(a) -> int:
+def cmd_bench_app(a: argparse.Namespace) -> int:
     from .bench import bench_app
 
     res = bench_app(port=a.port, repeats=a.repeats)

@@ -10,18 +10,20 @@ template, so no download is needed.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import Any
 
 import torch
+from transformers import PreTrainedTokenizerFast
 
 from .core.models import ModelHandle, find_layers
 
 TINY_ARCHS = ("llama", "qwen2", "phi3", "gemma3", "gpt2")
 
 
-def tiny_tokenizer(extra_words=()):
+def tiny_tokenizer(extra_words: Iterable[str] = ()) -> PreTrainedTokenizerFast:
     """A word-level tokenizer with a chat template, built in memory (no download)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
 
     from .study import dataset
 
@@ -49,14 +51,16 @@ def _split_words(text: str) -> list[str]:
 
 
 def tiny_model(arch: str = "llama", n_layers: int = 4, hidden: int = 64, seed: int = 0, vocab_size: int | None = None,
-               tokenizer=None) -> ModelHandle:
+               tokenizer: PreTrainedTokenizerFast | None = None) -> ModelHandle:
     """A random-init model of a real architecture, small enough for fast tests."""
     import transformers as tf
 
     tok = tokenizer or tiny_tokenizer()
     vocab = vocab_size or len(tok)
-    common = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=n_layers,
+    common: dict[str, Any] = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=n_layers,
                   num_attention_heads=4, max_position_embeddings=512, pad_token_id=0, bos_token_id=2, eos_token_id=3)
+    cfg: Any
+    cls: Any
     if arch == "llama":
         cfg, cls = tf.LlamaConfig(num_key_value_heads=2, **common), tf.LlamaForCausalLM
     elif arch == "qwen2":

@@ -1,6 +1,7 @@
 """Probe fitting recovers known directions; probe files round-trip; bad files are refused."""
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -91,7 +92,17 @@ def test_probe_round_trip(tmp_path):
     for k in ("model_key", "pooling", "method", "dataset_sha256", "layer_convention", "created", "schema"):
         assert k in q.meta
     assert q.meta["layer_convention"] == "block_output_0based"
-    assert b"pickle" not in path.read_bytes()[:200]
+    # The file is safetensors, not a pickle: an 8-byte little-endian header length, a JSON header that
+    # names every tensor with its dtype, shape and byte range, then raw data; the unpickler refuses it.
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8: 8 + n])
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    assert set(tensors) == {"directions", "mean_norms", "thresholds", "class_means", "calib"}
+    assert tensors["directions"] == {"dtype": "F32", "shape": [3, 8], "data_offsets": tensors["directions"]["data_offsets"]}
+    assert max(v["data_offsets"][1] for v in tensors.values()) == len(raw) - 8 - n
+    with pytest.raises(pickle.UnpicklingError):
+        pickle.loads(raw)
 
 
 def test_probability_is_calibrated_logistic():

@@ -46,7 +46,7 @@ def test_real_batched_equals_one_at_a_time(smol):
         assert (batched.pooled[i] - one.pooled[0]).abs().max().item() <= 1e-4
 
 
-def test_committed_detection_is_reproduced(fresh_smol_detection):
+def test_reproduces_committed_detection(fresh_smol_detection):
     """The committed precomputed/smollm2-135m/detection.json is what the code computes now."""
     committed, (probe, fresh) = fresh_smol_detection
     assert fresh["dataset_sha256"] == committed["dataset_sha256"] == dataset.dataset_sha256()
@@ -76,7 +76,7 @@ def test_smollm2_best_layer_test_auroc_reaches_095(fresh_smol_detection):
 
 
 @pytest.mark.parametrize("key", ["smollm2-135m", "gemma3-270m"])
-def test_cli_score_round_trip_with_committed_probes(key, tmp_path):
+def test_reproduces_committed_probe_scores_through_the_cli(key, tmp_path):
     pairs = [p for p in dataset.load_pairs() if p.split == "test"][:4]
     inp = tmp_path / "in.jsonl"
     inp.write_text("".join(json.dumps({"text": t, "pair": p.id}) + "\n" for p in pairs for t in (p.empathic, p.task)))

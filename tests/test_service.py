@@ -199,3 +199,37 @@ def test_a_one_layer_upload_is_used_only_at_its_layer(svc, tmp_path):
         list(svc.stream_steer(KEY, "listener", "I stayed .", 0.2, layer=1, upload=str(path)))
     steps = list(svc.stream_steer(KEY, "listener", "I stayed .", 0.2, layer=2, max_new_tokens=3, upload=str(path)))
     assert steps[-1].readout_layer == 2
+
+
+@pytest.mark.parametrize("positions", ["prompt", "generated"])
+def test_positions_reach_the_hook(svc, positions):
+    """The Steer tab's advanced setting: the service's request carries it to steering, as the library does."""
+    h = svc.handle(KEY)
+    probe = svc.probe(KEY)
+    steps = list(svc.stream_steer(KEY, "listener", "I stayed .", 0.8, layer=2, max_new_tokens=8, positions=positions))
+    ref = side_by_side(h, GenerationRequest(svc.render(h, "listener", "I stayed ."), (0.0, 0.8), 2, probe.directions,
+                                            mean_norms=probe.mean_norms, readout_layer=1, max_new_tokens=8,
+                                            positions=positions))
+    assert steps[-1].positions == positions
+    assert [r.token_ids for r in steps[-1].rows] == [r.token_ids for r in ref.rows]
+    with pytest.raises(UserError, match="positions"):
+        list(svc.stream_steer(KEY, "listener", "I stayed .", 0.8, positions="middle"))
+
+
+def test_positions_are_remembered_per_session(svc):
+    assert svc.positions("a") == "all"
+    assert svc.set_positions("a", "generated") == "generated"
+    assert svc.positions("a") == "generated" and svc.positions("b") == "all"
+    with pytest.raises(UserError, match="positions"):
+        svc.set_positions("a", "middle")
+
+
+def test_the_sweep_takes_positions(tiny_models):
+    from empathy_core.study.sweep import SweepSettings, _request
+
+    h = tiny_models["llama"]
+    s = SweepSettings(positions="generated")
+    req = _request(h, "maze", s, 0, alphas=(0.0, 0.1), layer=1, directions=torch.zeros(h.n_layers, h.hidden_size),
+                   unit="raw")
+    assert req.positions == "generated" and not req.greedy and req.max_new_tokens == s.new_tokens
+    assert SweepSettings.from_stored({"alphas": [0.0]}).positions == "all"

@@ -62,12 +62,34 @@ def test_hooks_removed_after_exception(tiny):
 
 
 def test_hooks_removed_when_generate_raises(tiny):
+    """A failure in the middle of generate, after the steering hook has run, still leaves no hook behind."""
     ids = _prompt(tiny)
     base = _logits(tiny, ids)
-    with pytest.raises(Exception):
-        with steer(tiny, _vec(tiny), 5.0):
-            tiny.model.generate(input_ids=ids, max_new_tokens=3, do_sample=False, num_beams=0)
+    hooks_before = [len(layer._forward_hooks) for layer in tiny.layers]
+
+    class Boom(RuntimeError):
+        pass
+
+    passes = []
+
+    def fail_on_the_second_pass(module, args, output):
+        passes.append(1)
+        if len(passes) == 2:
+            raise Boom("inside generate")
+
+    bomb = tiny.layers[-1].register_forward_hook(fail_on_the_second_pass)
+    try:
+        with pytest.raises(Boom):
+            with steer(tiny, _vec(tiny), 5.0, record=True) as state:
+                tiny.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=4,
+                                    do_sample=False, pad_token_id=0)
+    finally:
+        bomb.remove()
+    assert len(passes) == 2 and len(state.added) == 2  # the steering hook ran in both passes before the failure
+    assert [len(layer._forward_hooks) for layer in tiny.layers] == hooks_before
     assert torch.equal(_logits(tiny, ids), base)
+    assert tiny.lock.acquire(blocking=False)
+    tiny.lock.release()
 
 
 def test_per_row_alpha_batch_matches_separate_runs(tiny):

@@ -6,7 +6,6 @@ import torch
 from scipy import stats
 
 from empathy_core import store
-from empathy_core.core.activations import extract
 from empathy_core.core.generation import GenerationRequest, side_by_side
 from empathy_core.core.prompts import render_prompt
 from empathy_core.core.steering import steer, steering_vectors
@@ -56,21 +55,32 @@ def test_batched_rows_match_separate_runs_on_smollm2(setup):
             assert (top2[0] - top2[1]).item() < 1e-3, f"row {i} diverged at step {agree} without a near-tie"
 
 
-def test_probe_score_of_generated_text_rises_with_alpha(setup):
-    """Rank correlation between alpha and the unsteered probe score of what was generated,
-    over 5 alphas x 5 scenarios."""
+def test_independent_judge_score_of_generated_text_rises_with_alpha(setup):
+    """Steer with the probe, judge with something else: the MiniLM embedding classifier (trained on
+    the dataset's train split, never on the steered model's states) must score the replies higher
+    as alpha rises, over 5 alphas x 5 scenarios, and more so than along a random direction of the
+    same norm (the control)."""
+    from empathy_core.study.judges import EmbeddingJudge
+    from empathy_core.study.sweep import random_direction
+
     h, probe, layer = setup
+    judge = EmbeddingJudge()
     alphas = [-0.3, -0.15, 0.0, 0.15, 0.3]
-    xs, ys = [], []
-    for s in dataset.SCENARIO_IDS:
-        res = side_by_side(h, GenerationRequest(render_prompt(h.tokenizer, h.is_chat, s), tuple(alphas), layer,
-                                                probe.directions, unit="relative", mean_norms=probe.mean_norms,
-                                                max_new_tokens=40))
-        texts = [r.text if r.text.strip() else "." for r in res.rows]
-        scores = probe.score(extract(h, texts).pooled)[:, layer]
-        xs += alphas
-        ys += scores.tolist()
-    rho = stats.spearmanr(xs, ys).statistic
-    assert rho > 0.5, f"spearman {rho:.3f}"
-    means = np.array(ys).reshape(5, 5).mean(0)
-    assert means[-1] > means[0]
+    rand = random_direction(h.hidden_size, layer, 1234)
+    rho = {}
+    for name, rows_dir in (("probe", probe.directions[layer]), ("random", rand)):
+        xs, ys = [], []
+        for s in dataset.SCENARIO_IDS:
+            req = GenerationRequest(render_prompt(h.tokenizer, h.is_chat, s), tuple(alphas), layer, probe.directions,
+                                    unit="relative", mean_norms=probe.mean_norms, max_new_tokens=40,
+                                    row_directions=torch.stack([rows_dir] * len(alphas)))
+            texts = [r.text if r.text.strip() else "." for r in side_by_side(h, req).rows]
+            xs += alphas
+            ys += judge.score(texts).tolist()
+        rho[name] = stats.spearmanr(xs, ys).statistic
+        if name == "probe":
+            means = np.array(ys).reshape(5, 5).mean(0)
+            assert means[-1] > means[0], means
+    print(rho)
+    assert rho["probe"] > 0.3, rho
+    assert rho["probe"] > rho["random"], rho

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -30,7 +31,7 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = HEIGHT) ->
     return fig
 
 
-def _band(x, lo, hi, name: str, color: str) -> list[go.Scatter]:
+def _band(x: Sequence[float], lo: Sequence[float], hi: Sequence[float], name: str, color: str) -> list[go.Scatter]:
     return [go.Scatter(x=list(x), y=list(hi), mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip",
                        name=f"{name} upper"),
             go.Scatter(x=list(x), y=list(lo), mode="lines", line={"width": 0}, fill="tonexty", fillcolor=color,
@@ -172,8 +173,8 @@ def coherence_figure(steering: dict) -> go.Figure:
     return fig
 
 
-def layer_scores_figure(scores, best_layer: int | None = None, title: str = "Probe score by layer",
-                        thresholds=None) -> go.Figure:
+def layer_scores_figure(scores: Sequence[float], best_layer: int | None = None, title: str = "Probe score by layer",
+                        thresholds: Sequence[float] | None = None) -> go.Figure:
     """A text's score at every layer. With ``thresholds`` (the probe's per-layer midpoints of the
     train class means) the score is drawn relative to them, so above 0 means the empathic side at
     every layer; raw projections are not comparable across layers, whose norms differ."""
@@ -192,7 +193,8 @@ def layer_scores_figure(scores, best_layer: int | None = None, title: str = "Pro
     return _layout(fig, title, "layer", y, height=340)
 
 
-def live_dose_figure(alphas, probe_scores, judge_probs, probe_layer: int) -> go.Figure:
+def live_dose_figure(alphas: Sequence[float], probe_scores: Sequence[float], judge_probs: Sequence[float | None],
+                     probe_layer: int) -> go.Figure:
     """Score vs alpha for one batched dose-response call: the probe score (left axis) and the
     judge's probability of "empathic" (right axis)."""
     fig = go.Figure()
@@ -209,7 +211,7 @@ def live_dose_figure(alphas, probe_scores, judge_probs, probe_layer: int) -> go.
     return fig
 
 
-def token_heatmap_html(tokens: list[str], scores, center: float = 0.0) -> str:
+def token_heatmap_html(tokens: list[str], scores: Sequence[float], center: float = 0.0) -> str:
     """Tokens shaded by score: blue above ``center`` (more empathic), orange below, with the
     value in each token's title and a +/- sign, so colour is not the only cue. Readable on
     light and dark themes (dark text on light tints)."""

@@ -21,7 +21,7 @@ result equals running one text at a time (tested to 1e-4 in fp32).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -37,13 +37,14 @@ LAYER_CONVENTION = "block_output_0based"  # layer L = output of decoder block L;
 MAX_TOKENS = 1024
 
 
-def layer_hidden(output) -> torch.Tensor:
+def layer_hidden(output: torch.Tensor | tuple) -> torch.Tensor:
     """The hidden states of a decoder layer's output (a tensor in transformers 5, a tuple before)."""
     return output if isinstance(output, torch.Tensor) else output[0]
 
 
 @contextmanager
-def tap_layers(handle: ModelHandle, fn: Callable[[int, torch.Tensor], None], layers: Sequence[int] | None = None):
+def tap_layers(handle: ModelHandle, fn: Callable[[int, torch.Tensor], None],
+               layers: Sequence[int] | None = None) -> Iterator[None]:
     """Call ``fn(layer, hidden)`` with each chosen block's output (B, T, H) during forward passes.
 
     Hooks are removed in ``finally``, so an exception inside the block leaves none behind.
@@ -145,7 +146,7 @@ class Activations:
     n_tokens: torch.Tensor  # (N,) tokens of each text
 
 
-def _trunk(handle: ModelHandle):
+def _trunk(handle: ModelHandle) -> torch.nn.Module:
     """The transformer without its LM head: we need hidden states, not logits."""
     base = getattr(handle.model, "base_model", None)
     return base if isinstance(base, torch.nn.Module) and base is not handle.model else handle.model
@@ -176,7 +177,8 @@ def extract(handle: ModelHandle, texts: Sequence[str], pooling: Pooling = "mean"
         out_p = torch.zeros((len(idx), L, H), dtype=torch.float32)
         out_n = torch.zeros((len(idx), L), dtype=torch.float32)
 
-        def grab(layer: int, h: torch.Tensor) -> None:
+        def grab(layer: int, h: torch.Tensor, out_p: torch.Tensor = out_p, out_n: torch.Tensor = out_n,
+                 w: torch.Tensor = w, tm: torch.Tensor = tm) -> None:  # bound now: this batch's buffers
             h = h.float()  # (B, T, H)
             out_p[:, layer] = torch.einsum("bth,bt->bh", h, w).cpu()
             out_n[:, layer] = ((h.norm(dim=-1) * tm).sum(1) / tm.sum(1)).cpu()

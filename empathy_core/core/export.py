@@ -17,6 +17,7 @@ an alpha the unit direction itself is written (alpha = 1, raw), and llama.cpp's
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ def export_vector(probe: Probe, layer: int, alpha: float | None, unit: str) -> t
     raise ValueError("unit must be 'raw' or 'relative'.")
 
 
-def write_safetensors(path: Path, probe: Probe, layer: int, vec: torch.Tensor, alpha, unit: str) -> Path:
+def write_safetensors(path: Path, probe: Probe, layer: int, vec: torch.Tensor, alpha: float | None, unit: str) -> Path:
     meta = {k: str(v) for k, v in probe.meta.items() if k in ("model_key", "revision", "pooling", "method", "dataset_sha256",
                                                               "layer_convention")}
     meta.update({"layer": str(layer), "alpha": "none" if alpha is None else repr(float(alpha)), "unit": unit,
@@ -72,12 +73,12 @@ def read_gguf(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
 
     r = gguf.GGUFReader(str(path))
     tensors = {t.name: np.array(t.data, dtype=np.float32).reshape(-1) for t in r.tensors}
-    fields = {}
+    fields: dict[str, Any] = {}
     for name, f in r.fields.items():
         if name.startswith("GGUF."):
             continue
         val = f.parts[f.data[0]] if f.data else None
-        if f.types and f.types[0] == gguf.GGUFValueType.STRING:
+        if f.types and f.types[0] == gguf.GGUFValueType.STRING and val is not None:
             fields[name] = bytes(val).decode()
         elif val is not None:
             fields[name] = val.tolist()[0] if hasattr(val, "tolist") else val

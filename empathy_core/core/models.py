@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -101,8 +102,8 @@ class ModelHandle:
     """
 
     key: str
-    model: torch.nn.Module
-    tokenizer: object
+    model: Any  # a transformers PreTrainedModel (a torch.nn.Module with .generate and .config)
+    tokenizer: Any  # a transformers tokenizer
     layers: torch.nn.ModuleList
     revision: str = ""
     is_chat: bool = False
@@ -134,7 +135,7 @@ class ModelHandle:
         return layer
 
 
-def _get_path(obj, dotted: str):
+def _get_path(obj: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         obj = getattr(obj, part, None)
         if obj is None:
@@ -156,7 +157,7 @@ def find_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     raise ValueError(f"Cannot find the decoder layers of {type(model).__name__}; supported: llama, qwen2, phi3, gemma3, gpt2.")
 
 
-def find_final_norm(model: torch.nn.Module):
+def find_final_norm(model: torch.nn.Module) -> torch.nn.Module | None:
     for path in _NORM_PATHS:
         norm = _get_path(model, path)
         if norm is not None:
@@ -270,15 +271,15 @@ def _file_fingerprint(path: Path) -> str:
     return hashlib.sha256(f"{path.name}:{st.st_size}".encode()).hexdigest()[:12]
 
 
-def _load_dir(path: str, device, dtype, **kw):
+def _load_dir(path: str, device: torch.device, dtype: torch.dtype, **kw: Any) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path, **kw)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kw)
+    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kw)
     return model.to(device).eval(), tok
 
 
-def _load_bundled(spec: ModelSpec, device, dtype) -> tuple[torch.nn.Module, object, str, bool]:
+def _load_bundled(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any, str, bool]:
     gguf = bundled_gguf_path(spec)
     if not gguf.exists():
         raise ModelUnavailable(f"{spec.key}: expected GGUF file {gguf} is missing; reinstall its package.")
@@ -286,12 +287,12 @@ def _load_bundled(spec: ModelSpec, device, dtype) -> tuple[torch.nn.Module, obje
     cache = cache_root() / "models" / f"{spec.key}-{_file_fingerprint(gguf)}"
     done = cache / "empathy_cache.json"
     if done.exists():
-        model, tok = _load_dir(str(cache), device, dtype)
-        return model, tok, revision, True
+        cached, cached_tok = _load_dir(str(cache), device, dtype)
+        return cached, cached_tok, revision, True
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
     # The weights are already dequantized to fp32; drop the GGUF marker so they save as plain safetensors.
     model.hf_quantizer = None
@@ -378,7 +379,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 _HUB_REACHABLE: bool | None = None
 
 
-def _load_hub(hub_id: str, key: str, device, dtype):
+def _load_hub(hub_id: str, key: str, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
     how = (f"On a machine with network access run `huggingface-cli download {hub_id}` (or let this app download it), "
            f"then copy the Hugging Face cache here or pass the downloaded directory as the model.")
     try:

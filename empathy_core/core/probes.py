@@ -21,12 +21,14 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NoReturn
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -44,7 +46,8 @@ def _unit(v: torch.Tensor) -> torch.Tensor:
     return v / n
 
 
-def fit_direction(X: torch.Tensor, y, method: Method = "mean_diff", pair_ids=None) -> torch.Tensor:
+def fit_direction(X: torch.Tensor, y: ArrayLike, method: Method = "mean_diff",
+                  pair_ids: Sequence[str] | None = None) -> torch.Tensor:
     """One layer's unit direction from activations X (N, H) and labels y (1 = empathic).
 
     ``pca`` needs ``pair_ids`` to match each empathic text with its task-focused twin; it
@@ -196,5 +199,5 @@ def load_direction_file(path: str | Path, n_layers: int, hidden_size: int) -> to
     return torch.where(norms > 0, D / norms.clamp_min(1e-12), D)
 
 
-def _bad_width(v, hidden_size):
+def _bad_width(v: torch.Tensor, hidden_size: int) -> NoReturn:
     raise ValueError(f"A direction of width {v.numel()} does not fit a model of width {hidden_size}.")

@@ -29,10 +29,10 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -46,7 +46,7 @@ UNITS = ("raw", "relative")
 MAX_ABS_ALPHA = 1000.0
 
 
-def as_alphas(alphas, batch: int | None = None) -> torch.Tensor:
+def as_alphas(alphas: float | Sequence[float] | torch.Tensor, batch: int | None = None) -> torch.Tensor:
     """Validate alpha values and return a float tensor of shape (B,)."""
     if isinstance(alphas, bool):
         raise TypeError("alpha must be a number, not a bool.")
@@ -123,8 +123,9 @@ def _cache_length(kwargs: dict) -> int:
 
 
 @contextmanager
-def steer(handle: ModelHandle, vectors: Mapping[int, torch.Tensor], alphas, positions: Positions = "all",
-          prompt_len: int | None = None, record: bool = False):
+def steer(handle: ModelHandle, vectors: Mapping[int, torch.Tensor], alphas: float | Sequence[float] | torch.Tensor,
+          positions: Positions = "all",
+          prompt_len: int | None = None, record: bool = False) -> Iterator[SteerState]:
     """Add ``alphas[b] * vectors[L]`` to block L's output for every row b (see module docstring).
 
     Args:
@@ -152,16 +153,16 @@ def steer(handle: ModelHandle, vectors: Mapping[int, torch.Tensor], alphas, posi
             for layer, v in vectors.items()}
     a_dev = a.to(device=dev, dtype=dt).reshape(-1, 1, 1)  # (B, 1, 1)
 
-    def pre(module, args, kwargs):
+    def pre(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
         state.offset = _cache_length(kwargs)
         ids = kwargs.get("input_ids", args[0] if args else None)
         if state.prompt_len is None and state.offset == 0 and ids is not None:
             state.prompt_len = int(ids.shape[1])
 
-    def make_hook(layer: int):
+    def make_hook(layer: int) -> Callable[[torch.nn.Module, tuple, Any], Any]:
         v = vecs[layer]
 
-        def hook(module, args, output):
+        def hook(module: torch.nn.Module, args: tuple, output: Any) -> Any:
             h = layer_hidden(output)
             B, T, _ = h.shape
             if a_dev.shape[0] not in (1, B):

@@ -25,6 +25,7 @@ import difflib
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -98,7 +99,7 @@ class Graded:
 KINDS = ("pairs", "confounds", "graded")
 
 
-def _read_kind(kind: str, scenario_ids=SCENARIO_IDS) -> list[dict]:
+def _read_kind(kind: str, scenario_ids: Sequence[str] = SCENARIO_IDS) -> list[dict]:
     rows = []
     for s in scenario_ids:
         path = DATA_DIR / kind / f"{s}.jsonl"
@@ -181,7 +182,7 @@ def _text_problems(where: str, text: str) -> list[str]:
     return out
 
 
-def check_pairs(pairs=None, require_split: bool = True) -> list[str]:
+def check_pairs(pairs: Sequence[Pair] | None = None, require_split: bool = True) -> list[str]:
     pairs = load_pairs() if pairs is None else pairs
     problems = []
     seen = set()
@@ -221,7 +222,7 @@ def check_pairs(pairs=None, require_split: bool = True) -> list[str]:
     return problems
 
 
-def check_confounds(items=None) -> list[str]:
+def check_confounds(items: Sequence[Confound] | None = None) -> list[str]:
     items = load_confounds() if items is None else items
     problems = []
     for c in items:
@@ -237,7 +238,7 @@ def check_confounds(items=None) -> list[str]:
     return problems
 
 
-def check_graded(items=None) -> list[str]:
+def check_graded(items: Sequence[Graded] | None = None) -> list[str]:
     items = load_graded() if items is None else items
     problems = []
     for g in items:
@@ -258,7 +259,7 @@ def check_graded(items=None) -> list[str]:
     return problems
 
 
-def split_pairs(pairs, seed: int = 0) -> list[Pair]:
+def split_pairs(pairs: Sequence[Pair], seed: int = 0) -> list[Pair]:
     """Assign a 60/20/20 split stratified by scenario (used once, when the data is built).
 
     Deterministic: each scenario's pairs are ordered by a hash of their id and seed, then
@@ -289,7 +290,7 @@ class TextSet:
         return len(self.texts)
 
 
-def pair_texts(pairs) -> TextSet:
+def pair_texts(pairs: Sequence[Pair]) -> TextSet:
     """Flatten pairs into texts: empathic (label 1) then task (label 0) for each pair."""
     ts = TextSet()
     for p in pairs:
@@ -301,7 +302,7 @@ def pair_texts(pairs) -> TextSet:
     return ts
 
 
-def confound_texts(items) -> TextSet:
+def confound_texts(items: Sequence[Confound]) -> TextSet:
     """High side labelled 1, low side 0: a probe reading tone, not empathy, scores AUROC far from 0.5."""
     ts = TextSet()
     for c in items:

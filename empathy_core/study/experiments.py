@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..core.activations import LAYER_CONVENTION, extract
+from ..core.activations import LAYER_CONVENTION, Activations, Pooling, extract
 from ..core.models import ModelHandle
-from ..core.probes import Probe, fit_direction
+from ..core.probes import Method, Probe, fit_direction
 from . import dataset, metrics
 
 DETECTION_SCHEMA = "empathy-detection/1"
@@ -29,15 +29,16 @@ DETECTION_SCHEMA = "empathy-detection/1"
 
 @dataclass
 class DetectionSettings:
-    method: str = "mean_diff"
-    pooling: str = "mean"
+    method: Method = "mean_diff"
+    pooling: Pooling = "mean"
     n_boot: int = 1000
     n_random: int = 200
     seed: int = 0
     batch_size: int = 16
 
 
-def _acts(handle, texts, scenarios, s: DetectionSettings, progress, desc):
+def _acts(handle: ModelHandle, texts: list[str], scenarios: list[str], s: DetectionSettings, progress: bool,
+          desc: str) -> Activations:
     return extract(handle, texts, pooling=s.pooling, scenarios=scenarios, batch_size=s.batch_size,
                    progress=progress, desc=desc)
 

@@ -21,11 +21,17 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from ..core.models import ModelHandle
+    from ..core.probes import Probe
 
 from . import dataset, metrics
 
@@ -38,7 +44,7 @@ TASK_LEXICON = ("points", "score", "goal", "objective", "win", "winning", "effic
                 "door", "exit", "coins", "lives", "deliver", "delivery", "lead", "optimal", "shoot", "advantage")
 
 
-def _count(text: str, words) -> int:
+def _count(text: str, words: Sequence[str]) -> int:
     low = text.lower()
     return sum(len(re.findall(rf"\b{re.escape(w)}\b", low)) for w in words)
 
@@ -102,7 +108,7 @@ class EmbeddingJudge:
 class ProbeJudge:
     """Another model's probe at its best layer: the projection of a text's pooled activation."""
 
-    def __init__(self, handle, probe, layer: int):
+    def __init__(self, handle: ModelHandle, probe: Probe, layer: int) -> None:
         self.handle, self.probe, self.layer = handle, probe, layer
 
     def score(self, texts: list[str]) -> np.ndarray:
@@ -171,7 +177,7 @@ def repetition_rate(text: str, n: int = 4) -> float:
 
 
 @torch.inference_mode()
-def perplexities(handle, prompt: str, outputs: list[str]) -> list[float]:
+def perplexities(handle: ModelHandle, prompt: str, outputs: list[str]) -> list[float]:
     """Perplexity of each output given the prompt, under the (unsteered) model."""
     tok = handle.tokenizer
     p_ids = tok(prompt, add_special_tokens=not handle.is_chat)["input_ids"]
@@ -211,7 +217,7 @@ def perplexities(handle, prompt: str, outputs: list[str]) -> list[float]:
 
 def coherence(text: str, ppl: float) -> dict:
     words = len(re.findall(r"\w+", text))
-    c = {"perplexity": ppl if np.isfinite(ppl) else None, "distinct2": distinct2(text), "repetition": repetition_rate(text),
+    c: dict[str, Any] = {"perplexity": ppl if np.isfinite(ppl) else None, "distinct2": distinct2(text), "repetition": repetition_rate(text),
          "empty": words < COHERENCE_RULE["min_words"]}
     c["coherent"] = bool(not c["empty"] and c["repetition"] <= COHERENCE_RULE["max_repetition"]
                          and c["distinct2"] >= COHERENCE_RULE["min_distinct2"]

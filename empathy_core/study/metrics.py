@@ -15,10 +15,11 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 
-def auroc(scores, labels) -> float:
+def auroc(scores: ArrayLike, labels: ArrayLike) -> float:
     """Area under the ROC curve via the Mann-Whitney U statistic (ties count one half)."""
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels).astype(bool)
@@ -36,7 +37,8 @@ def _auroc_rows(S: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (ranks[:, y].sum(1) - n1 * (n1 + 1) / 2) / (n1 * n0)
 
 
-def bootstrap_auroc_ci(scores, labels, groups=None, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0):
+def bootstrap_auroc_ci(scores: ArrayLike, labels: ArrayLike, groups: ArrayLike | None = None, n_boot: int = 1000,
+                       alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
     """Percentile CI for AUROC, resampling groups (pairs) with replacement."""
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels).astype(bool)
@@ -57,20 +59,20 @@ def bootstrap_auroc_ci(scores, labels, groups=None, n_boot: int = 1000, alpha: f
     return float(np.quantile(out, alpha / 2)), float(np.quantile(out, 1 - alpha / 2))
 
 
-def midpoint_threshold(train_scores, train_labels) -> float:
+def midpoint_threshold(train_scores: ArrayLike, train_labels: ArrayLike) -> float:
     """The one threshold rule: midpoint of the two class means on the training split."""
     s = np.asarray(train_scores, dtype=np.float64)
     y = np.asarray(train_labels).astype(bool)
     return float((s[y].mean() + s[~y].mean()) / 2)
 
 
-def accuracy(scores, labels, threshold: float) -> float:
+def accuracy(scores: ArrayLike, labels: ArrayLike, threshold: float) -> float:
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels).astype(bool)
     return float(((s > threshold) == y).mean())
 
 
-def cohens_d(scores, labels) -> float:
+def cohens_d(scores: ArrayLike, labels: ArrayLike) -> float:
     """Standardised mean difference (empathic minus task) with the pooled SD."""
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels).astype(bool)
@@ -80,7 +82,8 @@ def cohens_d(scores, labels) -> float:
     return float((a.mean() - b.mean()) / pooled) if pooled > 0 else float("inf") * np.sign(a.mean() - b.mean())
 
 
-def random_direction_aurocs(X_train, y_train, X_test, y_test, n_dirs: int = 200, seed: int = 0) -> np.ndarray:
+def random_direction_aurocs(X_train: np.ndarray, y_train: ArrayLike, X_test: np.ndarray, y_test: ArrayLike, n_dirs: int = 200,
+                            seed: int = 0) -> np.ndarray:
     """AUROC on test of random unit directions, each signed on train as the probe is.
 
     Signing on train makes the control as strong as the probe's own sign rule; an unsigned
@@ -98,22 +101,23 @@ def random_direction_aurocs(X_train, y_train, X_test, y_test, n_dirs: int = 200,
     return _auroc_rows(te.T, np.asarray(y_test).astype(bool))
 
 
-def correlation_ci(x, y, method: str = "spearman", n_boot: int = 1000, alpha: float = 0.05, seed: int = 0):
+def correlation_ci(x: ArrayLike, y: ArrayLike, method: str = "spearman", n_boot: int = 1000, alpha: float = 0.05,
+                   seed: int = 0) -> tuple[float, float, float]:
     """(r, lo, hi): Spearman or Pearson correlation with a percentile bootstrap CI."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     fn = (lambda a, b: stats.spearmanr(a, b).statistic) if method == "spearman" else (lambda a, b: stats.pearsonr(a, b).statistic)
     r = float(fn(x, y))
     rng = np.random.default_rng(seed)
-    boots = []
+    boots: list[float] = []
     n = len(x)
     for _ in range(n_boot):
         idx = rng.integers(0, n, n)
         if np.ptp(x[idx]) == 0 or np.ptp(y[idx]) == 0:
             continue
         boots.append(fn(x[idx], y[idx]))
-    boots = np.asarray(boots)
-    return r, float(np.quantile(boots, alpha / 2)), float(np.quantile(boots, 1 - alpha / 2))
+    b = np.asarray(boots)
+    return r, float(np.quantile(b, alpha / 2)), float(np.quantile(b, 1 - alpha / 2))
 
 
 def wilson_ci(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:

@@ -20,15 +20,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import __version__
 from ..core.models import BUNDLED, cache_root, load_model
 from ..store import PRECOMPUTED, load_probe, model_dir, write_json
+
+if TYPE_CHECKING:
+    from ..core.models import ModelHandle
+    from ..core.probes import Probe
+    from .sweep import SweepSettings
 from . import dataset, metrics
 
 SCHEMA_VERSION = "empathy-precomputed/1"
@@ -45,7 +52,7 @@ PARAPHRASE = {
 
 
 def paraphrase_cues(text: str) -> str:
-    def sub(m):
+    def sub(m: re.Match) -> str:
         w = m.group(0)
         low = w.lower()
         prefixes = sorted((k for k in PARAPHRASE if low.startswith(k)), key=len, reverse=True)
@@ -55,7 +62,7 @@ def paraphrase_cues(text: str) -> str:
     return dataset.CUE_RE.sub(sub, text)
 
 
-def lexical_ablation(handle, probe) -> dict:
+def lexical_ablation(handle: ModelHandle, probe: Probe) -> dict:
     from ..core.activations import extract
 
     pairs = [p for p in dataset.load_pairs() if p.split == "test"]
@@ -87,7 +94,7 @@ def other_model(key: str) -> str:
     return others[0]
 
 
-def run_precompute(key: str, settings=None, progress: bool = True, root: Path | None = None,
+def run_precompute(key: str, settings: SweepSettings | None = None, progress: bool = True, root: Path | None = None,
                    work_dir: Path | None = None) -> dict:
     from tqdm.auto import tqdm
 
@@ -134,7 +141,7 @@ def run_precompute(key: str, settings=None, progress: bool = True, root: Path | 
                                     default=str).encode()).hexdigest()[:12]
     work = (work_dir or cache_root() / "precompute") / handle.key.replace("/", "__") / tag
     work.mkdir(parents=True, exist_ok=True)
-    jobs = [("cell", sc, L, sd) for sc in s.scenarios for L in s.layers for sd in s.seeds]
+    jobs: list[tuple[str, str, int | None, int]] = [("cell", sc, L, sd) for sc in s.scenarios for L in s.layers for sd in s.seeds]
     jobs += [("prompt", sc, None, sd) for sc in s.scenarios for sd in s.seeds]
     t = time.perf_counter()
     records = []

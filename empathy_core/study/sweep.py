@@ -14,6 +14,7 @@ the direction of alpha's sign by at least ``delta`` relative to alpha = 0 with t
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
@@ -120,7 +121,8 @@ class SweepSettings:
         existed generated without it, so missing keys mean "off", not today's defaults; before
         ``positions`` existed every position was steered."""
         old = {"repetition_penalty": 1.0, "no_repeat_ngram": 0, "positions": "all"}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in {**old, **stored}.items()})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in {**old, **stored}.items()}
+        return cls(**values)
 
     @staticmethod
     def pick_layers(best: int, n_layers: int) -> tuple[int, ...]:
@@ -204,7 +206,7 @@ def judge_records(records: list[SweepRecord], handle: ModelHandle, ensemble: Ens
         r.coherence = coherence(r.text, ppl[i])
 
 
-def _finite_median(values) -> float | None:
+def _finite_median(values: Sequence[float | None]) -> float | None:
     """Median of the finite values (an empty output has no perplexity); None if there are none."""
     v = [x for x in values if x is not None and np.isfinite(x)]
     return float(np.median(v)) if v else None

@@ -23,7 +23,7 @@ REPLAY_EVENT: dict[str, Any] = {"concurrency_id": "replay", "concurrency_limit":
 RAW_INPUTS: dict[str, Any] = {"preprocess": False}
 
 try:  # On ZeroGPU Spaces this requests a GPU for the call; elsewhere spaces.GPU does nothing.
-    import spaces  # type: ignore[import-not-found]
+    import spaces
 
     gpu = spaces.GPU
 except ImportError:

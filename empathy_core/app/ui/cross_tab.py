@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
 
 from ...errors import UserError
@@ -52,6 +54,6 @@ def build(svc: Service, demo: gr.Blocks) -> None:
         f1, f2 = depth_figure(cross, ref, bool(reference)), agreement_figure(cross)
         return f1, f2, comparison_table(cross, ref), csv_file(svc, f1, "depth"), csv_file(svc, f2, "agreement")
 
-    io = dict(inputs_kwargs={"reference": show_ref}, outputs=[depth, agree, table, depth_csv, agree_csv])
+    io: dict[str, Any] = dict(inputs_kwargs={"reference": show_ref}, outputs=[depth, agree, table, depth_csv, agree_csv])
     show_ref.change(charts, api_name="cross_model_charts", **io, **REPLAY_EVENT)
     demo.load(charts, api_name="on_load_cross_model", api_visibility="undocumented", **io, **REPLAY_EVENT)

@@ -167,7 +167,7 @@ def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown, info: dict) -> Any:
         """The advanced setting applies to this visitor's next generations (the /steer API keeps its inputs)."""
         svc.set_positions(session_id(request), positions)
 
-    controls = {"key": model, "scenario": scenario, "prompt": prompt, "alpha": alpha, "layer": layer,
+    controls: dict[str, Any] = {"key": model, "scenario": scenario, "prompt": prompt, "alpha": alpha, "layer": layer,
                 "max_new_tokens": max_new, "seed": seed, "greedy": greedy, "upload": upload}
     gen_btn.click(generate, inputs_kwargs=controls,
                   outputs=[base_text, steer_text, base_info, steer_info, base_heat, steer_heat, result_file],

@@ -117,8 +117,8 @@ def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown) -> Any:
         return (*charts(key, scenario, None), *filters(key), samples(key, f_scenario, ALL, ALL, ALL, ALL))
 
     outs = [dose, success, coh, rates, dose_csv, success_csv, coh_csv, lyr]
-    chart_in = {"key": model, "scenario": sc, "layer": lyr}
-    sample_in = {"key": model, "scenario": f_sc, "layer": f_layer, "alpha": f_alpha, "seed": f_seed, "condition": f_cond}
+    chart_in: dict[str, Any] = {"key": model, "scenario": sc, "layer": lyr}
+    sample_in: dict[str, Any] = {"key": model, "scenario": f_sc, "layer": f_layer, "alpha": f_alpha, "seed": f_seed, "condition": f_cond}
     sc.change(charts, inputs_kwargs=chart_in, outputs=outs, api_name="steering_charts", **REPLAY_EVENT)
     lyr.input(charts, inputs_kwargs=chart_in, outputs=outs, api_name="steering_charts_on_layer",
               api_visibility="undocumented", **REPLAY_EVENT)
