@@ -192,6 +192,9 @@ def bench(key: str = "qwen2.5-coder-0.5b", new_tokens: int = 48, repeats: int = 
 def bench_app(port: int = 7899, repeats: int = 3, new_tokens: int = 64, timeout: float = 600.0) -> dict:
     """Start ``python app.py`` as a fresh process and time what a visitor waits for.
 
+    Longer than 60 lines because it is one script from process start to shutdown, with the
+    ``finally`` that ends the process around every step.
+
     time to first page   process start -> the page's HTML answers 200 (charts replay from JSON)
     time to model ready  process start -> the status endpoint says Ready (load + warm-up + judge)
     side-by-side latency one /steer request (baseline + steered, 64 new tokens, greedy), end to end

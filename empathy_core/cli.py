@@ -3,11 +3,17 @@
     python -m empathy_core extract --model smollm2-135m [--method mean_diff|logistic|pca] [--pooling mean|last|chat]
     python -m empathy_core score --model smollm2-135m [--layer N|best] --in IN.jsonl --out OUT.jsonl
     python -m empathy_core export --model smollm2-135m --layer best [--alpha A] --format safetensors|gguf --out FILE
+    python -m empathy_core precompute --model smollm2-135m [--quick] [--refresh] [--out-dir DIR]
     python -m empathy_core bench --model smollm2-135m [--json OUT]
+    python -m empathy_core bench-app [--json OUT]
 
 ``extract`` writes ``precomputed/KEY/probes.safetensors`` and ``precomputed/KEY/detection.json``.
 ``score`` reads them; each input line is a JSON object with a "text" field, and each output
 line is that object plus "score" (the projection on the probe) and "layer".
+
+This module only parses arguments and calls the library; results are read and written by
+``store.py``. A ``UserError`` (bad input, missing results, a model that cannot load here)
+prints one line and exits with status 2.
 """
 
 from __future__ import annotations

@@ -110,3 +110,29 @@ def test_gradio_is_imported_only_by_the_ui():
         mods = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         mods |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert not any(m.split(".")[0] == "gradio" for m in mods), name
+
+
+def test_no_function_over_60_lines_unless_its_docstring_says_why():
+    long = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
+                if "Longer than 60 lines because" not in (ast.get_docstring(node) or ""):
+                    long.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert not long, long
+
+
+def test_every_relative_import_resolves():
+    """A stale ``from .x import`` inside a function would only fail when that function runs."""
+    known = modules()
+    bad = []
+    for name, path in known.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+                if mod not in known and mod != "empathy_core":
+                    bad.append(f"{name}: {mod}")
+    assert not bad, bad

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from ..study.sweep import Condition
+
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
 SYMBOLS = ["circle", "square", "diamond", "triangle-up", "x", "star", "cross", "triangle-down"]
@@ -111,7 +113,7 @@ def dose_response_figure(steering: dict, scenario: str | None = None, layer: int
     """Judge-ensemble score vs alpha (mean over seeds with a t 95% CI), probe direction vs random direction."""
     fig = go.Figure()
     layer = steering["best_detection_layer"] if layer is None else layer
-    for i, cond in enumerate(("probe", "random")):
+    for i, cond in enumerate((Condition.PROBE, Condition.RANDOM)):
         rows = [d for d in steering["dose_response"] if d["condition"] == cond and d["layer"] == layer
                 and (scenario is None or d["scenario"] == scenario)]
         alphas = sorted({d["alpha"] for d in rows})
@@ -130,7 +132,7 @@ def dose_response_figure(steering: dict, scenario: str | None = None, layer: int
                 lo.append(half)
                 hi.append(half)
             means.append(m)
-        name = "empathy direction" if cond == "probe" else "random direction (control)"
+        name = cond.label if cond == Condition.PROBE else f"{cond.label} (control)"
         fig.add_trace(go.Scatter(x=alphas, y=means, name=name, mode="lines+markers",
                                  error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}, **_style(i)))
     where = scenario or "all scenarios"
@@ -140,16 +142,14 @@ def dose_response_figure(steering: dict, scenario: str | None = None, layer: int
 
 def success_figure(steering: dict) -> go.Figure:
     """Success rates with Wilson 95% CIs for alpha > 0 and alpha < 0, beside the controls."""
-    order = [("probe", "empathy direction"), ("random", "random direction"), ("prompt_empathic", "prompt: be empathic"),
-             ("prompt_task", "prompt: focus on the task")]
     fig = go.Figure()
     for i, sign in enumerate(("pos", "neg")):
         xs, ys, lo, hi = [], [], [], []
-        for cond, label in order:
+        for cond in Condition:
             r = next((r for r in steering["rates"] if r["condition"] == cond and r["layer"] == "all" and r["sign"] == sign), None)
             if r is None:
                 continue
-            xs.append(label)
+            xs.append(cond.label)
             ys.append(r["rate"])
             lo.append(r["rate"] - r["ci"][0])
             hi.append(r["ci"][1] - r["rate"])
@@ -163,8 +163,8 @@ def success_figure(steering: dict) -> go.Figure:
 
 def coherence_figure(steering: dict) -> go.Figure:
     fig = go.Figure()
-    for i, layer in enumerate(sorted({d["layer"] for d in steering["dose_response"] if d["condition"] == "probe"})):
-        rows = [d for d in steering["dose_response"] if d["condition"] == "probe" and d["layer"] == layer]
+    for i, layer in enumerate(sorted({d["layer"] for d in steering["dose_response"] if d["condition"] == Condition.PROBE})):
+        rows = [d for d in steering["dose_response"] if d["condition"] == Condition.PROBE and d["layer"] == layer]
         alphas = sorted({d["alpha"] for d in rows})
         fig.add_trace(go.Scatter(x=alphas, y=[float(np.mean([d["coherent_rate"] for d in rows if d["alpha"] == a])) for a in alphas],
                                  name=f"layer {layer}", mode="lines+markers", **_style(i)))

