@@ -64,6 +64,14 @@ def fresh_smol_detection(smol):
     return committed, run_detection(smol, DetectionSettings(**committed["settings"]))
 
 
+@pytest.fixture(scope="session")
+def embedding_judge():
+    """The MiniLM embedding judge, trained once per session (it embeds the whole dataset)."""
+    from empathy_core.study.judges import EmbeddingJudge
+
+    return EmbeddingJudge()
+
+
 def free_port() -> int:
     import socket
 

@@ -10,7 +10,7 @@ import torch
 
 from empathy_core import store
 from empathy_core.store import PRECOMPUTED
-from empathy_core.study.judges import EmbeddingJudge, Ensemble, ProbeJudge
+from empathy_core.study.judges import Ensemble, ProbeJudge
 from empathy_core.study.sweep import SweepSettings, random_direction, run_cell
 
 pytestmark = pytest.mark.real
@@ -28,7 +28,7 @@ def test_reproduces_committed_detection_at_two_layers(fresh_smol_detection):
         assert a["auroc_test_ci"] == pytest.approx(b["auroc_test_ci"], abs=TOL)
 
 
-def test_reproduces_committed_steering_cell(smol, gemma):
+def test_reproduces_committed_steering_cell(smol, gemma, embedding_judge):
     st = json.loads((PRECOMPUTED / "smollm2-135m" / "steering.json").read_text())
     s = st["settings"]
     layer, seed, scen = st["best_detection_layer"], s["seeds"][0], s["scenarios"][0]
@@ -40,7 +40,7 @@ def test_reproduces_committed_steering_cell(smol, gemma):
                  if (r["condition"], r["scenario"], r["layer"], r["seed"]) == ("probe", scen, layer, seed)}
     other = store.load_probe("gemma3-270m")
     other_layer = store.load_detection("gemma3-270m")["best_layer"]
-    ens, _ = Ensemble.calibrate({"embedding": EmbeddingJudge(), "cross_model": ProbeJudge(gemma, other, other_layer)})
+    ens, _ = Ensemble.calibrate({"embedding": embedding_judge, "cross_model": ProbeJudge(gemma, other, other_layer)})
     assert sorted(r["alpha"] for r in fresh) == sorted(alphas)
     for r in fresh:
         want = committed[r["alpha"]]

@@ -55,16 +55,15 @@ def test_batched_rows_match_separate_runs_on_smollm2(setup):
             assert (top2[0] - top2[1]).item() < 1e-3, f"row {i} diverged at step {agree} without a near-tie"
 
 
-def test_independent_judge_score_of_generated_text_rises_with_alpha(setup):
+def test_independent_judge_score_of_generated_text_rises_with_alpha(setup, embedding_judge):
     """Steer with the probe, judge with something else: the MiniLM embedding classifier (trained on
     the dataset's train split, never on the steered model's states) must score the replies higher
     as alpha rises, over 5 alphas x 5 scenarios, and more so than along a random direction of the
     same norm (the control)."""
-    from empathy_core.study.judges import EmbeddingJudge
     from empathy_core.study.sweep import random_direction
 
     h, probe, layer = setup
-    judge = EmbeddingJudge()
+    judge = embedding_judge
     alphas = [-0.3, -0.15, 0.0, 0.15, 0.3]
     rand = random_direction(h.hidden_size, layer, 1234)
     rho = {}
@@ -81,6 +80,5 @@ def test_independent_judge_score_of_generated_text_rises_with_alpha(setup):
         if name == "probe":
             means = np.array(ys).reshape(5, 5).mean(0)
             assert means[-1] > means[0], means
-    print(rho)
     assert rho["probe"] > 0.3, rho
     assert rho["probe"] > rho["random"], rho
