@@ -36,10 +36,6 @@ from .prompts import render_prompt
 from .steering import Positions, Unit, as_alphas, steer, steering_vectors
 
 MAX_NEW_TOKENS = 256
-# What the app and the steering sweep use (``RepetitionGuard``); measured by
-# scripts/measure_repetition.py on the baselines of all three bundled models (README, "Generation defaults").
-DEFAULT_REPETITION_PENALTY = 1.0
-DEFAULT_NO_REPEAT_NGRAM = 0
 
 
 class SharedGumbelSampler(LogitsProcessor):

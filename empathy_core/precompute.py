@@ -28,7 +28,7 @@ import numpy as np
 
 from . import __version__, dataset, metrics
 from .cli import PRECOMPUTED, load_probe, model_dir, write_json
-from .models import BUNDLED, cache_root, load_model
+from .models import BUNDLED, cache_root, generation_defaults, load_model
 
 SCHEMA_VERSION = "empathy-precomputed/1"
 
@@ -121,7 +121,7 @@ def run_precompute(key: str, settings=None, progress: bool = True, root: Path | 
     timings["lexical_ablation_s"] = round(time.perf_counter() - t, 1)
 
     # 3. steering sweep (resumable)
-    s = settings or SweepSettings()
+    s = settings or SweepSettings(**generation_defaults(handle.key))
     s.layers = s.layers or SweepSettings.pick_layers(record["best_layer"], handle.n_layers)
     tag = hashlib.sha256(json.dumps([settings_dict(s), record["dataset_sha256"], handle.revision], sort_keys=True,
                                     default=str).encode()).hexdigest()[:12]

@@ -38,7 +38,7 @@ from . import dataset
 from .activations import extract, score_tokens
 from .cli import PRECOMPUTED, model_dir
 from .generation import MAX_NEW_TOKENS, RawPrompt, SideBySide, on_compute, side_by_side, stream_side_by_side
-from .models import BUNDLED, REGISTRY, ModelHandle, ModelUnavailable, load_model
+from .models import BUNDLED, REGISTRY, ModelHandle, ModelUnavailable, generation_defaults, load_model
 from .probes import Probe, load_direction_file
 from .prompts import SYSTEM_TEMPLATE, base_prefix, chat_messages
 
@@ -404,7 +404,7 @@ class Service:
         # Live readout: our probe's best detection layer; an uploaded direction is read where it steers.
         readout = self.best_layers(h.key)[0] if self.has_results(h.key) and not upload else layer
         kw = dict(direction=dirs, mean_norms=norms, readout_layer=readout, readout_direction=dirs[readout],
-                  max_new_tokens=n, greedy=bool(greedy), seed=seed)
+                  max_new_tokens=n, greedy=bool(greedy), seed=seed, **generation_defaults(h.key))
         return h, full, a, layer, kw
 
     def render(self, h: ModelHandle, scenario: str, prompt: str) -> str:

@@ -21,7 +21,7 @@ import torch
 from scipy import stats
 
 from . import dataset, metrics
-from .generation import DEFAULT_NO_REPEAT_NGRAM, DEFAULT_REPETITION_PENALTY, build_prompt, side_by_side
+from .generation import build_prompt, side_by_side
 from .judges import coherence, perplexities
 
 
@@ -36,8 +36,8 @@ class SweepSettings:
     random_direction_seed: int = 1234
     scenarios: tuple[str, ...] = dataset.SCENARIO_IDS
     layers: tuple[int, ...] = field(default_factory=tuple)  # filled from the best detection layer
-    repetition_penalty: float = DEFAULT_REPETITION_PENALTY  # generation.RepetitionGuard, as in the app
-    no_repeat_ngram: int = DEFAULT_NO_REPEAT_NGRAM
+    repetition_penalty: float = 1.0  # generation.RepetitionGuard; precompute sets the model's defaults
+    no_repeat_ngram: int = 0  # (models.generation_defaults), as the app does
 
     @classmethod
     def from_stored(cls, stored: dict) -> SweepSettings:
