@@ -75,6 +75,7 @@ def test_score_matches_the_library(client, app_server):
 
 def test_steer_streams_and_equals_one_batched_library_call(client, app_server):
     from empathy_core.core.generation import GenerationRequest, side_by_side
+    from empathy_core.core.models import generation_defaults
 
     svc, _ = app_server
     job = client.submit(*steer_args(alpha=0.25, n=24), api_name="/steer")
@@ -88,7 +89,7 @@ def test_steer_streams_and_equals_one_batched_library_call(client, app_server):
     h = svc.handle(KEY)
     probe = svc.probe(KEY)
     ref = side_by_side(h, GenerationRequest(svc.render(h, "listener", PROMPT), (0.0, 0.25), 19, probe.directions,
-                                            mean_norms=probe.mean_norms, max_new_tokens=24))
+                                            mean_norms=probe.mean_norms, max_new_tokens=24, **generation_defaults(KEY)))
     assert [base, steered] == [r.text for r in ref.rows]
     saved = json.loads(Path(result_file).read_text())
     assert saved["rows"][1]["alpha"] == pytest.approx(0.25) and saved["rows"][1]["text"] == steered

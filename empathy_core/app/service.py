@@ -42,7 +42,7 @@ from .. import store
 from ..core.activations import extract, score_tokens
 from ..core.compute import on_compute, submit
 from ..core.generation import MAX_NEW_TOKENS, GenerationRequest, RowScore, SideBySide, side_by_side, stream_side_by_side
-from ..core.models import BUNDLED, REGISTRY, ModelHandle, load_model
+from ..core.models import BUNDLED, REGISTRY, ModelHandle, generation_defaults, load_model
 from ..core.probes import Probe, load_direction_file
 from ..core.prompts import render_prompt
 from ..core.steering import Positions, raw_alpha
@@ -363,7 +363,8 @@ class Service:
             positions=check_positions(positions),
             readout_layer=self.best_layers(h.key)[0] if self.has_results(h.key) and not upload else layer,
             max_new_tokens=check_int("Max new tokens", max_new_tokens, 1, MAX_NEW_TOKENS),
-            seed=check_int("Seed", seed if seed not in (None, "") else 0, 0, MAX_SEED), greedy=bool(greedy))
+            seed=check_int("Seed", seed if seed not in (None, "") else 0, 0, MAX_SEED), greedy=bool(greedy),
+            **generation_defaults(h.key))
 
     def stream_steer(self, key: str, scenario: Any, prompt: Any, alpha: Any, layer: Any = None, max_new_tokens: Any = 64,
                      seed: Any = 0, greedy: Any = True, upload: str | None = None, positions: Any = "all",

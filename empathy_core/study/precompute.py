@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import __version__
-from ..core.models import BUNDLED, cache_root, load_model
+from ..core.models import BUNDLED, cache_root, generation_defaults, load_model
 from ..store import PRECOMPUTED, StoreError, has_probe, load_detection, load_probe, model_dir, probe_path, read_json, write_json
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def run_precompute(key: str, settings: SweepSettings | None = None, progress: bo
     timings["lexical_ablation_s"] = round(time.perf_counter() - t, 1)
 
     # 3. steering sweep (resumable)
-    s = settings or SweepSettings()
+    s = settings or SweepSettings(**generation_defaults(handle.key))
     s.layers = s.layers or SweepSettings.pick_layers(record["best_layer"], handle.n_layers)
     t = time.perf_counter()
     records = _sweep(handle, probe, s, record["dataset_sha256"], work_dir, progress)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from ..core.generation import DEFAULT_NO_REPEAT_NGRAM, DEFAULT_REPETITION_PENALTY, GenerationRequest, side_by_side
+from ..core.generation import GenerationRequest, side_by_side
 from ..core.models import ModelHandle
 from ..core.probes import Probe
 from ..core.prompts import Instruction, render_prompt
@@ -111,8 +111,8 @@ class SweepSettings:
     random_direction_seed: int = 1234
     scenarios: tuple[str, ...] = dataset.SCENARIO_IDS
     layers: tuple[int, ...] = field(default_factory=tuple)  # filled from the best detection layer
-    repetition_penalty: float = DEFAULT_REPETITION_PENALTY  # generation.RepetitionGuard, as in the app
-    no_repeat_ngram: int = DEFAULT_NO_REPEAT_NGRAM
+    repetition_penalty: float = 1.0  # generation.RepetitionGuard; precompute sets the model's defaults
+    no_repeat_ngram: int = 0  # (models.generation_defaults), as the app does
     positions: Positions = "all"  # where the direction is added: all, prompt or generated positions
 
     @classmethod
