@@ -406,6 +406,7 @@ def _load_hub(hub_id: str, key: str, device: torch.device, dtype: torch.dtype) -
                                f"cannot be reached from here. {how}")
     try:
         return _load_dir(hub_id, device, dtype)
-    except Exception as exc:  # network errors, gated repos, missing repos
+    except Exception as exc:  # network errors, gated repos, missing repos: logged in full, told in one line
+        log.warning("loading %s from the hub failed", hub_id, exc_info=True)
         raise ModelUnavailable(f"Model {key} ({hub_id}) could not be loaded: {type(exc).__name__}. "
                                f"It may be unreachable from here (no network). {how}") from None

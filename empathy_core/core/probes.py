@@ -148,7 +148,7 @@ def read_safetensors(path: str | Path, max_bytes: int = 64 * 2**20) -> tuple[dic
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:
+    except Exception as exc:  # an untrusted upload: whatever the parser raises, the caller gets one clear ValueError
         raise ValueError(f"{path.name} is not a readable safetensors file ({type(exc).__name__}).") from None
     for k, v in tensors.items():
         if not v.is_floating_point():

@@ -118,7 +118,7 @@ def _cache_length(kwargs: dict) -> int:
         return 0
     try:
         return int(cache.get_seq_length())
-    except Exception:  # legacy tuples
+    except AttributeError:  # legacy tuples of (key, value) per layer
         return int(cache[0][0].shape[-2]) if cache else 0
 
 

@@ -85,7 +85,7 @@ def _git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent,
                               timeout=10).stdout.strip()
-    except Exception:
+    except (OSError, subprocess.SubprocessError):  # no git here: the manifest records no commit
         return ""
 
 
