@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 
 from .errors import UserError
@@ -247,4 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (ValueError, OSError) as exc:  # bad values in input files, unwritable paths
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyError as exc:  # a malformed results file, or a bug: the traceback says which
+        traceback.print_exc()
+        print(f"error: missing field {exc} (the traceback above shows where it was read)", file=sys.stderr)
         return 2
