@@ -3,6 +3,8 @@
     python -m empathy_core extract --model smollm2-135m [--method mean_diff|logistic|pca] [--pooling mean|last|chat]
     python -m empathy_core score --model smollm2-135m [--layer N|best] --in IN.jsonl --out OUT.jsonl
     python -m empathy_core export --model smollm2-135m --layer best [--alpha A] --format safetensors|gguf --out FILE
+    python -m empathy_core fit --model ID_OR_PATH [--refresh]
+    python -m empathy_core gpu-check --json OUT [--sizes tiny|study] [--dtypes bf16,fp16]
     python -m empathy_core precompute --model smollm2-135m [--quick] [--refresh] [--out-dir DIR]
     python -m empathy_core bench --model smollm2-135m [--json OUT]
     python -m empathy_core bench-app [--json OUT]
@@ -130,6 +132,29 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit(a: argparse.Namespace) -> int:
+    """The app's "Fit the probe on this model": the detection experiment, written to the user cache."""
+    from .core.models import load_model
+    from .study.fit import current_fit, fit_model, read_fit
+
+    model = str(Path(a.model).expanduser().resolve()) if Path(a.model).expanduser().is_dir() else a.model
+    print(f"Loading {model}...", file=sys.stderr)
+    handle = load_model(model)
+    existing = current_fit(handle.key, handle.revision)
+    if existing is not None and not a.refresh:
+        print(f"Already fitted on this machine at {read_fit(existing)['fitted_at']} (--refresh fits again): {existing}")
+        return 0
+    res = fit_model(handle, progress=True)
+    print(f"Fitted {handle.key} in {res.seconds:.1f} s; best layer (dev AUROC) {res.best_layer}. Wrote {res.path}")
+    return 0
+
+
+def cmd_gpu_check(a: argparse.Namespace) -> int:
+    from .gpu_check import main as gpu_check_main
+
+    return gpu_check_main(a.json, a.sizes, a.dtypes)
+
+
 def cmd_precompute(a: argparse.Namespace) -> int:
     from .study.precompute import run_precompute
     from .study.sweep import SweepSettings
@@ -180,6 +205,18 @@ def positive_int(text: str) -> int:
     return n
 
 
+def _add_fit_parsers(sub: argparse._SubParsersAction) -> None:
+    f = sub.add_parser("fit", help="fit the probe on any model (hub id or local directory) into the user cache")
+    f.add_argument("--model", required=True, help="a registry key, a Hugging Face id or a local model directory")
+    f.add_argument("--refresh", action="store_true", help="fit again even when a cached fit exists")
+    f.set_defaults(func=cmd_fit)
+    g = sub.add_parser("gpu-check", help="exactness checks on tiny models and timings at the study's sizes")
+    g.add_argument("--json", required=True, help="where to write the results")
+    g.add_argument("--sizes", default="tiny", choices=["tiny", "study"])
+    g.add_argument("--dtypes", default="bf16,fp16", help="comma-separated: bf16, fp16, fp32")
+    g.set_defaults(func=cmd_gpu_check)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m empathy_core", description="Empathy probes: extract, score, steer.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -195,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out-dir", type=Path, default=None, help="default: precomputed/")
     e.set_defaults(func=cmd_extract)
 
+    _add_fit_parsers(sub)
     s = sub.add_parser("score", help="score texts from a JSONL file with a fitted probe")
     s.add_argument("--model", required=True)
     s.add_argument("--layer", default="best")

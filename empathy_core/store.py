@@ -14,6 +14,7 @@ message says which command makes them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from functools import lru_cache
@@ -103,3 +104,43 @@ def _cached(path: Path) -> dict | None:
 @lru_cache(maxsize=32)
 def _read_cached(path: str, mtime_ns: int) -> dict:
     return read_json(Path(path))
+
+
+# ---------------------------------------------------------------------- fits made on this machine (the user cache)
+FIT_FILE = "fit.json"
+
+
+def fits_root() -> Path:
+    """``$EMPATHY_CACHE/fits`` (default ``~/.cache/empathy_probes/fits``): probes fitted here, never in ``precomputed/``."""
+    return Path(os.environ.get("EMPATHY_CACHE") or Path.home() / ".cache" / "empathy_probes") / "fits"
+
+
+def fit_slug(model_id: str) -> str:
+    """A folder name for a model id or a local directory's path."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in model_id.strip("/"))[:120] or "model"
+
+
+def fit_dir(model_id: str, revision: str, dataset_sha256: str, code_version: str) -> Path:
+    """``fits/<slug>/<hash>``: the hash covers model id, revision, dataset sha256 and code version."""
+    h = hashlib.sha256(json.dumps([model_id, revision, dataset_sha256, code_version]).encode()).hexdigest()[:16]
+    return fits_root() / fit_slug(model_id) / h
+
+
+def find_fit(model_id: str, dataset_sha256: str, code_version: str, revision: str | None = None) -> Path | None:
+    """The newest complete fit for ``model_id`` made with this dataset and code (and ``revision`` when given)."""
+    base = fits_root() / fit_slug(model_id)
+    if not base.is_dir():
+        return None
+    found = []
+    for d in base.iterdir():
+        meta_path = d / FIT_FILE
+        if not meta_path.is_file():
+            continue  # unfinished: fit.json is written last
+        try:
+            meta = read_json(meta_path)
+        except (OSError, ValueError):
+            continue
+        if (meta.get("model_id") == model_id and meta.get("dataset_sha256") == dataset_sha256
+                and meta.get("code_version") == code_version and (revision is None or meta.get("revision") == revision)):
+            found.append((meta.get("fitted_at", ""), d))
+    return max(found)[1] if found else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -80,3 +81,12 @@ def tiny_model(arch: str = "llama", n_layers: int = 4, hidden: int = 64, seed: i
     model = cls(cfg).eval()
     return ModelHandle(key=f"tiny-{arch}", model=model, tokenizer=tok, layers=find_layers(model), revision=f"random-init:{seed}",
                        is_chat=True)
+
+
+def save_tiny_model(path: str | Path, arch: str = "llama", n_layers: int = 4, hidden: int = 64, seed: int = 0) -> Path:
+    """A tiny random-init model and its tokenizer saved as a local model directory (``save_pretrained``)."""
+    h = tiny_model(arch, n_layers=n_layers, hidden=hidden, seed=seed)
+    out = Path(path)
+    h.model.save_pretrained(out)
+    h.tokenizer.save_pretrained(out)
+    return out

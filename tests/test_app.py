@@ -25,7 +25,7 @@ pytestmark = pytest.mark.real
 KEY = "smollm2-135m"
 PROMPT = "Game chat:\n[User] I had a rough day and nobody answers me.\n\nWhat do you do now?"
 ENDPOINTS = {"/score", "/steer", "/dose_response", "/stop", "/scenario_info", "/layers_chart", "/download_probe",
-             "/cross_model_charts", "/steering_charts", "/samples", "/status", "/select_model"}
+             "/cross_model_charts", "/steering_charts", "/samples", "/status", "/select_model", "/fit_probe"}
 
 
 def steer_args(alpha=0.2, layer=19, n=16, seed=0, greedy=True, upload=None, scenario="listener", prompt=PROMPT, key=KEY):

@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "empathy_core"
 # Lower number = lower layer. A module may import from its own layer or below.
-LAYERS = {"errors": 0, "core": 1, "store": 2, "testing": 3, "study": 3, "app": 4, "cli": 5, "bench": 5, "dataset": 5,
+LAYERS = {"errors": 0, "core": 1, "store": 2, "testing": 3, "study": 3, "app": 4, "cli": 5, "bench": 5, "gpu_check": 5, "dataset": 5,
           "__main__": 6, "__init__": 0}
 
 

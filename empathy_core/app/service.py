@@ -13,6 +13,10 @@ message that says what to fix; the UI shows it and keeps serving.
   steering state lives on a shared model outside a call (hooks are removed when it ends).
 * All torch work runs on the one compute thread (``core/compute.py``, with the note on
   OpenMP teams), so scoring, loading and generation never compete for the two cores.
+* A model with no precomputed probe can be fitted here (``start_fit``, ``study/fit.py``): the
+  fit goes to the user cache, one fit per model at a time, and ``probe``/``detection`` then
+  read it (``fit_note`` says "fitted on this machine at TIME"). Models may be registry keys,
+  Hugging Face ids or local directories (``check_model``).
 * A steering call becomes one frozen ``GenerationRequest`` here (``steer_request``), which
   ``core.generation`` runs: α goes slider -> steer tab -> ``stream_steer`` -> request -> hook.
 """
@@ -24,6 +28,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import tempfile
 import threading
 import time
@@ -47,6 +52,7 @@ from ..core.probes import Probe, load_direction_file
 from ..core.prompts import render_prompt
 from ..core.steering import Positions, raw_alpha
 from ..errors import UserError
+from ..study.fit import FitJob, FitResult, Fitter, current_fit, read_fit
 from .inputs import (  # noqa: F401 (CUSTOM, check_alpha, check_int, examples, ...: re-exported for the UI and tests)
     ALPHA_LIMIT,
     CUSTOM,
@@ -70,6 +76,7 @@ from .inputs import (  # noqa: F401 (CUSTOM, check_alpha, check_int, examples, .
 log = logging.getLogger(__name__)
 
 OUTPUT_MAX_AGE_S = 2 * 3600  # result and CSV files the app wrote for download
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,95}$")  # org/name, as the hub allows
 HUB_FALLBACK_NOTE = ("(Loaded from the Hugging Face hub at full precision: the committed probes were fitted on the "
                      "bundled Q4 weights, so scores differ slightly from the replayed results.)")
 
@@ -134,6 +141,7 @@ class Service:
         self._startup: Future[None] | None = None
         self.out_dir = Path(tempfile.mkdtemp(prefix="empathy-app-"))
         self._last_tidy = time.time()
+        self.fitter = Fitter()
 
     # ------------------------------------------------------------------ models
     def start(self, warm: bool = True) -> Future[None]:
@@ -208,27 +216,102 @@ class Service:
         return on_compute(self._load, key)
 
     def check_model(self, key: Any) -> str:
+        """A registry key, a Hugging Face id (org/name) or a local model directory (made absolute)."""
         if not isinstance(key, str) or not key.strip():
             raise UserError("Choose a model.")
         key = key.strip()
-        if key not in REGISTRY:
-            raise UserError(f"Unknown model {key!r}. Choose one of: {', '.join(REGISTRY)}.")
-        return key
+        if key in REGISTRY or key in self._handles:
+            return key
+        if len(key) > 400 or "\x00" in key:
+            raise UserError("That model name is too long or malformed.")
+        path = Path(key).expanduser()
+        if path.is_absolute() or key.startswith((".", "~")):
+            if not path.is_dir():
+                raise UserError(f"There is no directory {key} on the server. Give an existing local model directory, "
+                                f"a Hugging Face id (org/name), or one of: {', '.join(REGISTRY)}.")
+            if not (path / "config.json").is_file():
+                raise UserError(f"{key} is a directory but not a model: it has no config.json (save a model there "
+                                f"with save_pretrained).")
+            return str(path.resolve())
+        if HUB_ID.match(key) and ".." not in key:
+            return key
+        raise UserError(f"Unknown model {key!r}. Choose one of: {', '.join(REGISTRY)}; or type a Hugging Face id "
+                        f"(org/name) or the absolute path of a local model directory.")
+
+    def is_chat(self, key: str) -> bool:
+        """Whether the model takes chat turns (its tokenizer has a chat template; the registry says before loading)."""
+        with self._lock:
+            h = self._handles.get(key)
+        if h is not None:
+            return h.is_chat
+        return REGISTRY[key].chat if key in REGISTRY else True
 
     # ------------------------------------------------------------------ stored results (through store)
     def has_results(self, key: str) -> bool:
-        return store.has_probe(key, self.root)
+        """A precomputed probe, or one fitted on this machine."""
+        return store.has_probe(key, self.root) or self.fit_path(key) is not None
+
+    def fit_path(self, key: str) -> Path | None:
+        """The folder of this machine's fit for ``key`` when there is no precomputed probe (matching the loaded revision)."""
+        if store.has_probe(key, self.root):
+            return None
+        with self._lock:
+            h = self._handles.get(key)
+        return current_fit(key, h.revision if h is not None else None)
+
+    def fit_note(self, key: str) -> str:
+        """"fitted on this machine at TIME" for a fitted probe, "" for a precomputed one."""
+        path = self.fit_path(key)
+        return (f"fitted on this machine at {read_fit(path)['fitted_at'].replace('T', ' ').replace('+00:00', ' UTC')}"
+                if path is not None else "")
 
     def probe(self, key: str) -> Probe:
         key = self.check_model(key)
         path = store.probe_path(key, self.root)
         if not path.exists():
-            raise UserError(f"There is no precomputed probe for {key}. Run `python -m empathy_core precompute --model {key}` "
-                            f"where the model can be loaded, or upload a probe file for it.")
-        return _cached_probe(key, str(self.root), path.stat().st_mtime)
+            fit = self.fit_path(key)
+            if fit is None:
+                raise UserError(f"There is no probe for {key} yet. Press \"Fit the probe on this model\" in the Probe or "
+                                f"Layers tab, run `python -m empathy_core fit --model {key}` (or `precompute --model {key}` for the "
+                                f"steering sweep too), or upload a probe file for it.")
+            path = fit / "probes.safetensors"
+        return _cached_probe(str(path), path.stat().st_mtime)
 
     def detection(self, key: str) -> dict | None:
+        fit = self.fit_path(key)
+        if fit is not None:
+            return store.read_json(fit / "detection.json")
         return store.load_optional(key, "detection.json", self.root)
+
+    # ------------------------------------------------------------------ fitting on this machine
+    def start_fit(self, key: Any) -> tuple[FitJob, bool]:
+        """Start the detection experiment on ``key`` (or join the one running); returns (job, whether it is new).
+
+        The fit runs on the compute thread and writes to the user cache (``study/fit.py``).
+        """
+        key = self.check_model(key)
+        if store.has_probe(key, self.root):
+            raise UserError(f"{key} already has a precomputed probe; there is nothing to fit.")
+        return self.fitter.job(key, lambda job: submit(self._fit_work, job))
+
+    def _fit_work(self, job: FitJob) -> None:
+        """Runs on the compute thread: load the model, then fit (or settle at once when a fit exists)."""
+        try:
+            job.report(0.0, f"loading {job.model_id}")
+            h = self._load(job.model_id)
+        except BaseException as exc:
+            job.future.set_exception(exc)
+            return
+        if current_fit(h.key, h.revision) is not None:  # made meanwhile, e.g. by the CLI
+            path = current_fit(h.key, h.revision)
+            assert path is not None
+            meta = read_fit(path)
+            job.future.set_result(FitResult(h.key, path, meta["fitted_at"], meta["seconds"], int(meta["best_layer"])))
+            return
+        try:
+            self.fitter.run(job, h)
+        except Exception:  # already on the job's future, where the waiting visitors see it
+            log.debug("fit of %s failed", h.key, exc_info=True)
 
     def steering(self, key: str) -> dict | None:
         return store.load_optional(key, "steering.json", self.root)
@@ -445,15 +528,19 @@ class Service:
         """What the UI needs to lay out controls for a model, from precomputed results (no loading)."""
         key = self.check_model(key)
         det = self.detection(key)
-        info: dict[str, Any] = {"key": key, "is_chat": REGISTRY[key].chat, "has_results": det is not None}
+        info: dict[str, Any] = {"key": key, "is_chat": self.is_chat(key), "has_results": det is not None,
+                                "fitted": self.fit_note(key)}
         if det is not None:
             best, steer_best = self.best_layers(key)
             info.update(n_layers=int(det["n_layers"]), hidden_size=int(det["hidden_size"]), best_layer=best,
-                        best_steering_layer=steer_best)
+                        best_steering_layer=steer_best,
+                        steering_layer_source=("the best steering layer of the precomputed sweep" if self.steering(key)
+                                               else f"the best detection layer (no steering sweep for this model; probe "
+                                                    f"{info['fitted'] or 'precomputed'})"))
         elif key in self._handles:
             h = self._handles[key]
             info.update(n_layers=h.n_layers, hidden_size=h.hidden_size, best_layer=h.n_layers // 2,
-                        best_steering_layer=h.n_layers // 2)
+                        best_steering_layer=h.n_layers // 2, steering_layer_source="the middle layer (no probe yet)")
         return info
 
     def raw_alpha(self, key: str, alpha: Any, layer: Any) -> tuple[float, float]:
@@ -492,5 +579,5 @@ class Service:
 
 
 @lru_cache(maxsize=8)
-def _cached_probe(key: str, root: str, mtime: float) -> Probe:
-    return store.load_probe(key, Path(root))
+def _cached_probe(path: str, mtime: float) -> Probe:
+    return Probe.load(Path(path))

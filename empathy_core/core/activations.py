@@ -154,8 +154,12 @@ def _trunk(handle: ModelHandle) -> torch.nn.Module:
 
 @torch.inference_mode()
 def extract(handle: ModelHandle, texts: Sequence[str], pooling: Pooling = "mean", scenarios: Sequence[str] | None = None,
-            batch_size: int = 16, progress: bool = False, desc: str = "activations") -> Activations:
-    """Pooled activations of every layer for each text, from one forward pass per batch."""
+            batch_size: int = 16, progress: bool = False, desc: str = "activations",
+            on_batch: Callable[[int, int], None] | None = None) -> Activations:
+    """Pooled activations of every layer for each text, from one forward pass per batch.
+
+    ``on_batch(done, total)`` is called after each batch with the number of texts done so far.
+    """
     texts = _validate_texts(texts)
     if pooling == "chat" and (scenarios is None or len(scenarios) != len(texts)):
         raise ValueError("pooling='chat' needs one scenario per text.")
@@ -166,6 +170,7 @@ def extract(handle: ModelHandle, texts: Sequence[str], pooling: Pooling = "mean"
     norms = torch.zeros((N, L), dtype=torch.float32)
     trunk = _trunk(handle)
     batches = [order[i: i + batch_size] for i in range(0, N, batch_size)]
+    done = 0
     if progress:
         from tqdm.auto import tqdm
 
@@ -188,6 +193,9 @@ def extract(handle: ModelHandle, texts: Sequence[str], pooling: Pooling = "mean"
                   use_cache=False)
         pooled[idx] = out_p
         norms[idx] = out_n
+        if on_batch is not None:
+            done += len(idx)
+            on_batch(done, N)
     n_tokens = torch.tensor([sum(m) for _, m in items])
     return Activations(pooled=pooled, token_norm=norms, pooling=pooling, n_tokens=n_tokens)
 

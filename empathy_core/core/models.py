@@ -38,6 +38,9 @@ import torch
 from .. import __version__
 from ..errors import UserError
 from .fast_linear import use_small_batch_linear
+from .memory import ModelTooBig, Plan, check_fits, estimate, load_config
+
+__all__ = ["ModelTooBig", "ModelUnavailable", "ModelHandle", "load_model", "REGISTRY", "BUNDLED"]
 
 log = logging.getLogger(__name__)
 
@@ -284,11 +287,21 @@ def _file_fingerprint(path: Path) -> str:
     return hashlib.sha256(f"{path.name}:{st.st_size}".encode()).hexdigest()[:12]
 
 
+def memory_plan(path: str, device: torch.device, dtype: torch.dtype, **kw: Any) -> Plan:
+    """Check from the config alone (no weights read or downloaded) that the model fits; ``ModelTooBig`` if not."""
+    cfg = load_config(path, **kw)
+    return check_fits(estimate(cfg, dtype, name=path), device)
+
+
 def _load_dir(path: str, device: torch.device, dtype: torch.dtype, **kw: Any) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    plan = memory_plan(path, device, dtype, **kw)
     tok = AutoTokenizer.from_pretrained(path, **kw)
-    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kw)
+    if plan.device_map == "auto":  # larger than one GPU: accelerate spreads it over the GPUs (and the CPU)
+        model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map="auto", **kw)
+        return model.eval(), tok
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kw)
     return model.to(device).eval(), tok
 
 
@@ -406,6 +419,8 @@ def _load_hub(hub_id: str, key: str, device: torch.device, dtype: torch.dtype) -
                                f"cannot be reached from here. {how}")
     try:
         return _load_dir(hub_id, device, dtype)
+    except UserError:  # e.g. ModelTooBig: its message already says what to do
+        raise
     except Exception as exc:  # network errors, gated repos, missing repos: logged in full, told in one line
         log.warning("loading %s from the hub failed", hub_id, exc_info=True)
         raise ModelUnavailable(f"Model {key} ({hub_id}) could not be loaded: {type(exc).__name__}. "

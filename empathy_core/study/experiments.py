@@ -13,6 +13,7 @@ the *dev* split, never on test.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,9 @@ from ..core.probes import Method, Probe, fit_direction
 from . import dataset, metrics
 
 DETECTION_SCHEMA = "empathy-detection/1"
+# ``report(fraction, description)``: how far the experiment is, 0..1 (activations up to ACTS_SHARE, then metrics).
+Report = Callable[[float, str], None]
+ACTS_SHARE = 0.6
 
 
 @dataclass
@@ -38,28 +42,34 @@ class DetectionSettings:
 
 
 def _acts(handle: ModelHandle, texts: list[str], scenarios: list[str], s: DetectionSettings, progress: bool,
-          desc: str) -> Activations:
+          desc: str, report: Report | None = None, offset: int = 0, total: int = 1) -> Activations:
+    on_batch = None
+    if report is not None:
+        def on_batch(done: int, _n: int) -> None:
+            report(ACTS_SHARE * (offset + done) / total, f"activations: {desc}")
     return extract(handle, texts, pooling=s.pooling, scenarios=scenarios, batch_size=s.batch_size,
-                   progress=progress, desc=desc)
+                   progress=progress, desc=desc, on_batch=on_batch)
 
 
-def gather(handle: ModelHandle, s: DetectionSettings, progress: bool = False) -> dict:
+def gather(handle: ModelHandle, s: DetectionSettings, progress: bool = False, report: Report | None = None) -> dict:
     """Activations for the pairs, confound controls and graded set, in one pass over each."""
     pairs = dataset.load_pairs()
     pt = dataset.pair_texts(pairs)
     conf = dataset.confound_texts(dataset.load_confounds())
     graded = dataset.load_graded()
+    n = len(pt.texts) + len(conf.texts) + len(graded)
     split_of = {p.id: p.split for p in pairs}
     lex = {p.id for p in pairs if dataset.is_lexically_controlled(p)}
     return {
         "pairs": pt,
         "pair_split": np.array([split_of[i] for i in pt.pair_ids]),
         "pair_lexical": np.array([i in lex for i in pt.pair_ids]),
-        "X_pairs": _acts(handle, pt.texts, pt.scenarios, s, progress, "pairs"),
+        "X_pairs": _acts(handle, pt.texts, pt.scenarios, s, progress, "pairs", report, 0, n),
         "confounds": conf,
-        "X_conf": _acts(handle, conf.texts, conf.scenarios, s, progress, "confound controls"),
+        "X_conf": _acts(handle, conf.texts, conf.scenarios, s, progress, "confound controls", report, len(pt.texts), n),
         "graded": graded,
-        "X_graded": _acts(handle, [g.text for g in graded], [g.scenario for g in graded], s, progress, "graded set"),
+        "X_graded": _acts(handle, [g.text for g in graded], [g.scenario for g in graded], s, progress, "graded set",
+                          report, len(pt.texts) + len(conf.texts), n),
     }
 
 
@@ -85,7 +95,8 @@ def fit_probe(data: dict, s: DetectionSettings, meta: dict) -> Probe:
                  class_means=torch.tensor(cm).float(), calib=torch.tensor(cal).float(), meta=meta)
 
 
-def detection_metrics(data: dict, probe: Probe, s: DetectionSettings, progress: bool = False) -> list[dict]:
+def detection_metrics(data: dict, probe: Probe, s: DetectionSettings, progress: bool = False,
+                      report: Report | None = None) -> list[dict]:
     pt, split, lex = data["pairs"], data["pair_split"], data["pair_lexical"]
     y = np.asarray(pt.labels)
     groups = np.asarray(pt.pair_ids)
@@ -118,6 +129,8 @@ def detection_metrics(data: dict, probe: Probe, s: DetectionSettings, progress: 
         lex_te = te & lex
         sp = metrics.correlation_ci(S_graded[:, layer], g_labels, "spearman", n_boot=s.n_boot, seed=s.seed)
         pe = metrics.correlation_ci(S_graded[:, layer], g_labels, "pearson", n_boot=s.n_boot, seed=s.seed)
+        if report is not None:
+            report(ACTS_SHARE + (1 - ACTS_SHARE) * (layer + 1) / probe.n_layers, f"metrics: layer {layer}")
         rows.append({
             "layer": layer,
             "relative_depth": (layer + 1) / probe.n_layers,
@@ -148,17 +161,21 @@ def best_layer(rows: list[dict]) -> int:
     return max(rows, key=lambda r: (round(r["auroc_dev"], 6), round(r["auroc_train"], 6), -r["layer"]))["layer"]
 
 
-def run_detection(handle: ModelHandle, s: DetectionSettings | None = None, progress: bool = False) -> tuple[Probe, dict]:
-    """Activations -> probe -> per-layer metrics. Returns the probe and the detection record."""
+def run_detection(handle: ModelHandle, s: DetectionSettings | None = None, progress: bool = False,
+                  report: Report | None = None) -> tuple[Probe, dict]:
+    """Activations -> probe -> per-layer metrics. Returns the probe and the detection record.
+
+    ``progress`` shows tqdm bars; ``report(fraction, description)`` is called as the work advances.
+    """
     s = s or DetectionSettings()
     t0 = time.perf_counter()
-    data = gather(handle, s, progress)
+    data = gather(handle, s, progress, report)
     t_acts = time.perf_counter() - t0
     meta = {"model_key": handle.key, "revision": handle.revision, "pooling": s.pooling, "method": s.method,
             "dataset_sha256": dataset.dataset_sha256(), "n_layers": handle.n_layers, "hidden_size": handle.hidden_size,
             "empathy_core_version": __version__}
     probe = fit_probe(data, s, meta)
-    rows = detection_metrics(data, probe, s, progress)
+    rows = detection_metrics(data, probe, s, progress, report)
     split = data["pair_split"]
     record = {
         "schema": DETECTION_SCHEMA,

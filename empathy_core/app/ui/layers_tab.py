@@ -14,13 +14,14 @@ from ...core.models import REGISTRY
 from ...errors import UserError
 from ..plots import layer_auroc_figure
 from ..service import Service, check_alpha, check_int
+from . import fit_panel
 from .common import REPLAY_EVENT, csv_file, friendly
 from .replay import need, quietly
 
 FORMATS = ("probe file (safetensors, all layers)", "one layer (safetensors)", "llama.cpp control vector (GGUF)")
 
 
-def layer_summary(det: dict) -> str:
+def layer_summary(det: dict, fitted: str = "") -> str:
     r = det["layers"][det["best_layer"]]
     lo, hi = r["auroc_test_ci"]
     return (f"**{det['model_key']}**, best layer {det['best_layer']} of {det['n_layers']} (chosen on the dev split). "
@@ -28,14 +29,24 @@ def layer_summary(det: dict) -> str:
             f"percentile of random directions; accuracy {r['accuracy_test']:.3f}; Cohen's d {r['cohens_d_test']:.2f}; "
             f"leave-one-scenario-out {r['loso_auroc_mean']:.3f}; lexically controlled pairs {r['lexical_auroc_test']:.3f}; "
             f"confound controls {r['confound_auroc']:.3f} (0.5 would mean blind to tone, length and politeness). "
-            f"The study reported 0.96–1.0 on confounded data; these numbers come from "
-            f"`python -m empathy_core precompute --model {det['model_key']}`.")
+            f"The study reported 0.96–1.0 on confounded data; "
+            + (f"this probe was {fitted}, by the same detection experiment as `python -m empathy_core extract`."
+               if fitted else f"these numbers come from `python -m empathy_core precompute --model {det['model_key']}`."))
+
+
+def mark_fitted(fig: Any, fitted: str) -> str:
+    """Add "(probe fitted on this machine at TIME)" to the chart's title when it is; returns ``fitted``."""
+    if fitted:
+        fig.update_layout(title=f"{fig.layout.title.text or ''} (probe {fitted})")
+    return fitted
 
 
 def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown) -> Any:
     """Lay out the tab and wire its events; returns its step of the model-change chain."""
     with gr.Tab("Layers: replay", id="layers"):
-        gr.Markdown("Per-layer detection on the held-out test pairs, replayed from `precomputed/`.")
+        gr.Markdown("Per-layer detection on the held-out test pairs, replayed from `precomputed/` (or from your cache "
+                    "for a probe fitted here).")
+        panel = fit_panel.build(svc, model, "layers")
         show_ref = gr.Checkbox(False, label="Overlay the original study's curves (as reported there, not reproduced here)")
         plot = gr.Plot(label="AUROC by layer", elem_id="layers-plot")
         summary = gr.Markdown()
@@ -54,7 +65,7 @@ def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown) -> Any:
         key = svc.check_model(key)
         det = need(svc.detection(key), "detection results", key)
         fig = layer_auroc_figure(det, svc.shared("reference_study.json") or {}, bool(reference))
-        return fig, layer_summary(det), csv_file(svc, fig, f"layers-{key}")
+        return fig, layer_summary(det, mark_fitted(fig, svc.fit_note(key))), csv_file(svc, fig, f"layers-{key}")
 
     @friendly
     def download(key: str, layer: Any, fmt: str, alpha: Any) -> str:
@@ -80,8 +91,11 @@ def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown) -> Any:
     d_btn.click(download, inputs_kwargs={"key": model, "layer": d_layer, "fmt": d_fmt, "alpha": d_alpha}, outputs=d_file,
                 api_name="download_probe", **REPLAY_EVENT)
 
+    panel.wire(svc, model, "fit_probe_layers", dict(fn=chart, api_name="layers_chart_after_fit", **io),
+               api_visibility="undocumented")
+
     def follow(trigger: Any) -> Any:
-        return trigger(quietly(chart, lambda note: (None, note, None)), api_name="layers_chart_on_model",
-                       api_visibility="undocumented", **io, **REPLAY_EVENT)
+        return panel.follow(svc, model, trigger(quietly(chart, lambda note: (None, note, None)), api_name="layers_chart_on_model",
+                                                api_visibility="undocumented", **io, **REPLAY_EVENT), "layers_fit_note_on_model")
 
     return follow

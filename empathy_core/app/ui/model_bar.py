@@ -25,8 +25,10 @@ class ModelBar:
     def __init__(self, svc: Service, demo: gr.Blocks) -> None:
         self.svc = svc
         with gr.Row():
-            self.dropdown = gr.Dropdown(model_choices(), value=svc.default_model, label="Model", scale=2,
-                                        elem_id="model-select")
+            # allow_custom_value: a Hugging Face id or a local model directory, checked on the server (check_model)
+            self.dropdown = gr.Dropdown(model_choices(), value=svc.default_model, label="Model (or type a Hugging Face "
+                                        "id or a local model directory)", scale=2, elem_id="model-select",
+                                        allow_custom_value=True)
             with gr.Column(scale=3):
                 self.status = gr.Markdown(svc.status_line(), elem_id="status-line")
                 self.note = gr.Markdown()
@@ -53,7 +55,10 @@ class ModelBar:
                     f"{'chat' if h.is_chat else 'base'} model; loaded in {h.load_seconds:.1f} s"
                     f"{' from the cache' if h.from_cache else ''}.")
             if not svc.has_results(h.key):
-                note += " No precomputed probe for it: upload a probe file, or run the precompute command for it."
+                note += (" No probe for it yet: press \"Fit the probe on this model\" in the Probe or Layers tab, "
+                         "or upload a probe file.")
+            elif svc.fit_note(h.key):
+                note += f" Its probe was {svc.fit_note(h.key)}; there is no steering sweep for it."
             if h.key in BUNDLED and h.revision.startswith("hub:"):
                 note += " " + HUB_FALLBACK_NOTE
             return note

@@ -8,6 +8,7 @@ import gradio as gr
 
 from ..plots import layer_scores_figure, token_heatmap_html
 from ..service import MAX_TEXT_CHARS, MAX_TEXT_TOKENS, ScoreResult, Service, examples
+from . import fit_panel
 from .common import MODEL_EVENT, RAW_INPUTS, REPLAY_EVENT, csv_file, file_path, friendly, gpu
 
 INTRO = (f"Type or pick a reply an agent might write in one of the games. One forward pass projects every layer's "
@@ -29,6 +30,8 @@ def verdict_markdown(svc: Service, r: ScoreResult) -> str:
     if v.uploaded:
         lines.append("Scored with **your uploaded file**, not this app's probe; the replayed AUROCs do not describe it.")
     det = svc.detection(r.model)
+    if not v.uploaded and svc.fit_note(r.model):
+        lines.append(f"The probe was {svc.fit_note(r.model)} (no precomputed probe for this model).")
     if det and r.best_layer is not None and not v.uploaded:
         row = det["layers"][r.best_layer]
         lo, hi = row["auroc_test_ci"]
@@ -39,12 +42,19 @@ def verdict_markdown(svc: Service, r: ScoreResult) -> str:
     return "\n\n".join(lines)
 
 
+def chart_title(svc: Service, key: str, uploaded: bool) -> str:
+    """The score chart's title; it says when the probe was fitted on this machine."""
+    fitted = "" if uploaded else svc.fit_note(key)
+    return f"Probe score by layer ({key}{'; probe ' + fitted if fitted else ''})"
+
+
 def build(svc: Service, model: gr.Dropdown, info: dict) -> Any:
     """Lay out the tab and wire its events; returns its step of the model-change chain."""
     n_layers = info.get("n_layers", 32)
     best = info.get("best_layer", n_layers // 2)
     with gr.Tab("Probe: live scoring", id="probe"):
         gr.Markdown(INTRO)
+        panel = fit_panel.build(svc, model, "probe")
         with gr.Row():
             with gr.Column(scale=3):
                 text = gr.Textbox(label="Text to score", lines=4, max_length=MAX_TEXT_CHARS,
@@ -74,8 +84,7 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> Any:
         path = file_path(upload)
         r = svc.score(key, text, layer, path)
         thresholds = svc.probe(r.model).thresholds.tolist() if not path else None
-        fig = layer_scores_figure(r.per_layer, r.best_layer, title=f"Probe score by layer ({r.model})",
-                                  thresholds=thresholds)
+        fig = layer_scores_figure(r.per_layer, r.best_layer, title=chart_title(svc, r.model, bool(path)), thresholds=thresholds)
         html = f"<div><b>Layer {r.layer}</b></div>" + token_heatmap_html(r.tokens, r.token_scores, center=r.threshold)
         return verdict_markdown(svc, r), fig, html, csv_file(svc, fig, "probe-scores")
 
@@ -92,8 +101,10 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> Any:
             return gr.skip()
         return gr.update(maximum=i["n_layers"] - 1, value=i["best_layer"])
 
+    panel.wire(svc, model, "fit_probe", dict(fn=on_model, inputs_kwargs={"key": model}, outputs=layer, api_name="probe_layout_after_fit"))
+
     def follow(trigger: Any, api_name: str) -> Any:
-        return trigger(on_model, inputs_kwargs={"key": model}, outputs=layer, api_name=api_name,
-                       api_visibility="undocumented", **REPLAY_EVENT)
+        return panel.follow(svc, model, trigger(on_model, inputs_kwargs={"key": model}, outputs=layer, api_name=api_name,
+                                                api_visibility="undocumented", **REPLAY_EVENT), f"{api_name}_fit_note")
 
     return follow

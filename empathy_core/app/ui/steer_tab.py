@@ -14,7 +14,6 @@ from typing import Any
 import gradio as gr
 
 from ...core.generation import MAX_NEW_TOKENS, Row, RowScore, SideBySide
-from ...core.models import REGISTRY
 from ...core.probes import Probe
 from ..inputs import POSITION_CHOICES
 from ..plots import live_dose_figure, token_heatmap_html
@@ -122,7 +121,7 @@ class SteerTab:
 
     def on_scenario(self, key: str, scenario: str) -> tuple[str, str]:
         """The scenario's description and its default prompt in the chosen model's style."""
-        return describe_scenario(scenario), default_prompt(REGISTRY[self.svc.check_model(key)].chat, scenario)
+        return describe_scenario(scenario), default_prompt(self.svc.is_chat(self.svc.check_model(key)), scenario)
 
     def generate(self, key: str, scenario: str, prompt: str, alpha: Any, layer: Any, max_new_tokens: Any, seed: Any,
                  greedy: Any, upload: Any, request: gr.Request = None) -> Iterator[tuple]:  # type: ignore[assignment]
@@ -175,10 +174,11 @@ class SteerTab:
     def on_model(self, key: str, scenario: str) -> tuple:
         """The steering layer's range and default, and the prompt in the chosen model's style."""
         i = self.svc.model_info(key)
-        text = default_prompt(REGISTRY[i["key"]].chat, scenario)
+        text = default_prompt(i["is_chat"], scenario)
         if i.get("n_layers") is None:  # not loaded and no results: the range follows once it has loaded
             return gr.skip(), text
-        return gr.update(maximum=i["n_layers"] - 1, value=i["best_steering_layer"]), text
+        return gr.update(maximum=i["n_layers"] - 1, value=i["best_steering_layer"],
+                         label=f"Steering layer (default: {i.get('steering_layer_source', 'the middle layer')})"), text
 
     # ------------------------------------------------------------------ events
     def _wire(self, demo: gr.Blocks) -> None:
