@@ -189,20 +189,11 @@ def bench(key: str = "qwen2.5-coder-0.5b", new_tokens: int = 48, repeats: int = 
     return res
 
 
-def bench_app(port: int = 7899, repeats: int = 3, new_tokens: int = 64, timeout: float = 600.0) -> dict:
-    """Start ``python app.py`` as a fresh process and time what a visitor waits for.
+def _launch(port: int, timeout: float, args: tuple[str, ...] = (), env: dict | None = None) -> tuple[Any, Any, float, float]:
+    """Start ``python app.py`` and wait until its page answers and its model is ready.
 
-    Longer than 60 lines because it is one script from process start to shutdown, with the
-    ``finally`` that ends the process around every step.
-
-    time to first page   process start -> the page's HTML answers 200 (charts replay from JSON)
-    time to model ready  process start -> the status endpoint says Ready (load + warm-up + judge)
-    side-by-side latency one /steer request (baseline + steered, 64 new tokens, greedy), end to end
-                         through the HTTP API, median of ``repeats``; beside it the generation time
-                         the app itself reports, and the per-request overhead as a ratio
-    score latency        one /score request (one forward pass + chart), median of ``repeats``
+    Returns (process, client, seconds to first page, seconds to ready); the caller ends the process.
     """
-    import json
     import subprocess
     import sys
     import urllib.request
@@ -211,9 +202,9 @@ def bench_app(port: int = 7899, repeats: int = 3, new_tokens: int = 64, timeout:
     from gradio_client import Client
 
     root = Path(__file__).resolve().parent.parent
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=root, env=env,
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *args], cwd=root,
+                            env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", **(env or {})),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -237,7 +228,76 @@ def bench_app(port: int = 7899, repeats: int = 3, new_tokens: int = 64, timeout:
             if time.perf_counter() - t0 > timeout:
                 raise TimeoutError("the model did not become ready")
             time.sleep(0.2)
-        ready = time.perf_counter() - t0
+    except BaseException:
+        proc.terminate()
+        proc.wait(30)
+        raise
+    return proc, client, first_page, time.perf_counter() - t0
+
+
+def bench_fit_app(key: str = "smollm2-135m", port: int = 7898, timeout: float = 900.0) -> dict:
+    """Fit the probe in the app (a fresh ``python app.py``) while another visitor's replays keep asking.
+
+    The app gets a copy of ``precomputed/`` without ``key``'s results (so it offers the fit) and an
+    empty fits folder (``EMPATHY_FITS``); the model itself loads from the usual cache. Visitor A
+    presses "Fit the probe on this model"; visitor B asks for the steering and cross-model replays
+    of another model once a second until the fit ends, and each answer is timed.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from gradio_client import Client
+
+    from . import store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "precomputed"
+        shutil.copytree(store.PRECOMPUTED, root)
+        shutil.rmtree(store.model_dir(key, root))
+        other = next(d.name for d in sorted(root.iterdir()) if (d / "steering.json").exists())
+        proc, client_a, _, ready = _launch(port, timeout, ("--model", key),
+                                           {"EMPATHY_PRECOMPUTED": str(root), "EMPATHY_FITS": str(Path(tmp) / "fits")})
+        try:
+            client_b = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            t = time.perf_counter()
+            job = client_a.submit(key, api_name="/fit_probe")
+            replay_s = []
+            while not job.done():
+                r = time.perf_counter()
+                client_b.predict(other, "listener", None, api_name="/steering_charts")
+                client_b.predict(False, api_name="/cross_model_charts")
+                replay_s.append(time.perf_counter() - r)
+                time.sleep(1.0)
+            note = job.result()
+            fit_s = time.perf_counter() - t
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    return {"model": key, "app_ready_s": round(ready, 2), "fit_in_app_s": round(fit_s, 2),
+            "fit_note": note if isinstance(note, str) else note[0], "replays_during_fit": len(replay_s),
+            "replay_pair_median_s": round(statistics.median(replay_s), 3) if replay_s else None,
+            "replay_pair_max_s": round(max(replay_s), 3) if replay_s else None, "other_model": other}
+
+
+def bench_app(port: int = 7899, repeats: int = 3, new_tokens: int = 64, timeout: float = 600.0) -> dict:
+    """Start ``python app.py`` as a fresh process and time what a visitor waits for.
+
+    Longer than 60 lines because it is one script from process start to shutdown, with the
+    ``finally`` that ends the process around every step.
+
+    time to first page   process start -> the page's HTML answers 200 (charts replay from JSON)
+    time to model ready  process start -> the status endpoint says Ready (load + warm-up + judge)
+    side-by-side latency one /steer request (baseline + steered, 64 new tokens, greedy), end to end
+                         through the HTTP API, median of ``repeats``; beside it the generation time
+                         the app itself reports, and the per-request overhead as a ratio
+    score latency        one /score request (one forward pass + chart), median of ``repeats``
+    """
+    import json
+    from pathlib import Path
+
+    proc, client, first_page, ready = _launch(port, timeout)
+    try:
         prompt = "Game chat:\n[User] I had a rough day and nobody answers me.\n\nWhat do you do now?"
         steer_s, gen_s, tokens = [], [], []
         for i in range(repeats):

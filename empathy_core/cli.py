@@ -8,6 +8,7 @@
     python -m empathy_core precompute --model smollm2-135m [--quick] [--refresh] [--out-dir DIR]
     python -m empathy_core bench --model smollm2-135m [--json OUT]
     python -m empathy_core bench-app [--json OUT]
+    python -m empathy_core bench-fit [--model smollm2-135m] [--json OUT]
 
 ``extract`` writes ``precomputed/KEY/probes.safetensors`` and ``precomputed/KEY/detection.json``.
 ``score`` reads them; each input line is a JSON object with a "text" field, and each output
@@ -184,6 +185,17 @@ def cmd_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_fit(a: argparse.Namespace) -> int:
+    from .bench import bench_fit_app
+
+    res = bench_fit_app(a.model, port=a.port)
+    for k, v in res.items():
+        print(f"{k:40s} {v}")
+    if a.json:
+        write_json(Path(a.json), res)
+    return 0
+
+
 def cmd_bench_app(a: argparse.Namespace) -> int:
     from .bench import bench_app
 
@@ -215,6 +227,11 @@ def _add_fit_parsers(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--sizes", default="tiny", choices=["tiny", "study"])
     g.add_argument("--dtypes", default="bf16,fp16", help="comma-separated: bf16, fp16, fp32")
     g.set_defaults(func=cmd_gpu_check)
+    bf = sub.add_parser("bench-fit", help="time fitting the probe in the app while another visitor's replays answer")
+    bf.add_argument("--model", default="smollm2-135m")
+    bf.add_argument("--port", type=positive_int, default=7898)
+    bf.add_argument("--json", default=None)
+    bf.set_defaults(func=cmd_bench_fit)
 
 
 def build_parser() -> argparse.ArgumentParser:

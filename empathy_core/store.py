@@ -111,7 +111,10 @@ FIT_FILE = "fit.json"
 
 
 def fits_root() -> Path:
-    """``$EMPATHY_CACHE/fits`` (default ``~/.cache/empathy_probes/fits``): probes fitted here, never in ``precomputed/``."""
+    """``$EMPATHY_CACHE/fits`` (default ``~/.cache/empathy_probes/fits``; ``EMPATHY_FITS`` moves it alone):
+    probes fitted here, never in ``precomputed/``."""
+    if os.environ.get("EMPATHY_FITS"):
+        return Path(os.environ["EMPATHY_FITS"])
     return Path(os.environ.get("EMPATHY_CACHE") or Path.home() / ".cache" / "empathy_probes") / "fits"
 
 
