@@ -19,11 +19,13 @@ message that says what to fix; the UI shows it and keeps serving.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import hashlib
 import json
 import logging
 import math
+import shutil
 import tempfile
 import threading
 import time
@@ -133,6 +135,7 @@ class Service:
         self.status = Status(model=default_model)
         self._startup: Future[None] | None = None
         self.out_dir = Path(tempfile.mkdtemp(prefix="empathy-app-"))
+        atexit.register(shutil.rmtree, self.out_dir, ignore_errors=True)  # per-run downloads go when the process ends
         self._last_tidy = time.time()
 
     # ------------------------------------------------------------------ models

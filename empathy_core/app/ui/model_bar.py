@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 
 from ...core.models import BUNDLED
+from ...errors import UserError, report
 from ..service import HUB_FALLBACK_NOTE, Service, model_choices
 from .common import MODEL_EVENT, friendly, gpu
 
@@ -25,9 +26,11 @@ class ModelBar:
     def __init__(self, svc: Service, demo: gr.Blocks) -> None:
         self.svc = svc
         with gr.Row():
-            self.dropdown = gr.Dropdown(model_choices(), value=svc.default_model, label="Model", scale=2,
+            self.dropdown = gr.Dropdown(model_choices(), value=svc.default_model, label="Model", scale=3,
                                         elem_id="model-select")
-            with gr.Column(scale=3):
+            # The last model that loaded for this visitor: a failed choice goes back to it.
+            self.last_ok = gr.State(svc.default_model)
+            with gr.Column(scale=2):
                 self.status = gr.Markdown(svc.status_line(), elem_id="status-line")
                 self.note = gr.Markdown()
         timer = gr.Timer(1.0)
@@ -46,9 +49,16 @@ class ModelBar:
 
         @gpu
         @friendly
-        def select_model(key: str) -> str:
-            """Load the chosen model (or find it loaded) and describe it."""
-            h = svc.handle(key)
+        def select_model(key: str, last_ok: str) -> tuple:
+            """Load the chosen model (or find it loaded) and describe it. A model that cannot load here
+            puts the selector back on the last one that did, and says why (a note and a warning)."""
+            try:
+                h = svc.handle(key)
+            except UserError as exc:
+                why = report(exc, "select_model")
+                back = last_ok if last_ok and last_ok != key else svc.default_model
+                gr.Warning(f"{key} cannot be used here: {why} Back on {back}.")
+                return f"**{key} cannot be used here**: {why} The selector is back on **{back}**.", back, back
             note = (f"**{h.key}** ready: {h.n_layers} layers, hidden size {h.hidden_size}, "
                     f"{'chat' if h.is_chat else 'base'} model; loaded in {h.load_seconds:.1f} s"
                     f"{' from the cache' if h.from_cache else ''}.")
@@ -56,12 +66,12 @@ class ModelBar:
                 note += " No precomputed probe for it: upload a probe file, or run the precompute command for it."
             if h.key in BUNDLED and h.revision.startswith("hub:"):
                 note += " " + HUB_FALLBACK_NOTE
-            return note
+            return note, gr.skip(), h.key
 
         trigger: Any = self.dropdown.change
         for step in before_load:
             trigger = step(trigger).then
-        trigger = trigger(select_model, inputs_kwargs={"key": self.dropdown}, outputs=self.note, api_name="select_model",
-                          **MODEL_EVENT).success
+        trigger = trigger(select_model, inputs_kwargs={"key": self.dropdown, "last_ok": self.last_ok},
+                          outputs=[self.note, self.dropdown, self.last_ok], api_name="select_model", **MODEL_EVENT).success
         for step in after_load:
             trigger = step(trigger).then

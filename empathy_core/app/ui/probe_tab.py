@@ -19,7 +19,9 @@ def verdict_markdown(svc: Service, r: ScoreResult) -> str:
     lines = []
     if v.probability is not None:
         lines.append(f"### {'Empathic' if v.label == 'empathic' else 'Task-focused'}: P(empathic) = {v.probability:.2f}")
-        lines.append(f"Score **{v.score:.2f}** at layer {v.layer} (the best layer by dev-split AUROC). "
+        where = ("the layer you scored at; your file's calibration" if v.uploaded else
+                 "this app's default layer, the best by dev-split AUROC in the precomputed detection run")
+        lines.append(f"Score **{v.score:.2f}** at layer {v.layer} ({where}). "
                      f"P is a Platt calibration of that score fitted on the dev split"
                      + (f"; the plain threshold (midpoint of the train class means) is {v.threshold:.2f}."
                         if v.threshold is not None else "."))
@@ -60,8 +62,9 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> Any:
         verdict = gr.Markdown(elem_id="probe-verdict")
         with gr.Row():
             with gr.Column():
-                chart = gr.Plot(label="Score by layer", elem_id="probe-chart")
-                chart_csv = gr.File(label="Chart data (CSV)")
+                # Hidden until the first score: empty boxes would only lengthen the page.
+                chart = gr.Plot(label="Score by layer", elem_id="probe-chart", visible=False)
+                chart_csv = gr.File(label="Chart data (CSV)", visible=False)
             with gr.Column():
                 gr.Markdown("**Token by token** at the chosen layer: each token's projection, relative to the probe's "
                             "threshold at that layer.")
@@ -77,7 +80,8 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> Any:
         fig = layer_scores_figure(r.per_layer, r.best_layer, title=f"Probe score by layer ({r.model})",
                                   thresholds=thresholds)
         html = f"<div><b>Layer {r.layer}</b></div>" + token_heatmap_html(r.tokens, r.token_scores, center=r.threshold)
-        return verdict_markdown(svc, r), fig, html, csv_file(svc, fig, "probe-scores")
+        return (verdict_markdown(svc, r), gr.update(value=fig, visible=True), html,
+                gr.update(value=csv_file(svc, fig, "probe-scores"), visible=True))
 
     args = dict(fn=score, inputs_kwargs={"key": model, "text": text, "layer": layer, "upload": upload},
                 outputs=[verdict, chart, heat, chart_csv], **RAW_INPUTS, **MODEL_EVENT)
