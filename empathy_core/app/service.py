@@ -42,7 +42,7 @@ import torch
 
 from .. import store
 from ..core.activations import extract, score_tokens
-from ..core.compute import on_compute, submit
+from ..core.compute import on_compute, submit, urgent
 from ..core.generation import MAX_NEW_TOKENS, GenerationRequest, RowScore, SideBySide, side_by_side, stream_side_by_side
 from ..core.models import BUNDLED, REGISTRY, ModelHandle, generation_defaults, load_model
 from ..core.probes import Probe, load_direction_file
@@ -326,7 +326,7 @@ class Service:
             layer = self.check_layer(h, layer, best if best is not None else h.n_layers // 2)
             v_layer = best if best is not None else layer
         t0 = time.perf_counter()
-        ts = on_compute(score_tokens, h, text, dirs)
+        ts = urgent(score_tokens, h, text, dirs)  # between a running generation's decode steps, if there is one
         per_layer = ts.per_layer.tolist()
         verdict = Verdict(layer=v_layer, score=per_layer[v_layer], uploaded=bool(upload))
         if probe is not None:  # ours, or an uploaded whole probe file with its own calibration

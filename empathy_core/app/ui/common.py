@@ -15,6 +15,9 @@ from ..service import Service
 
 # Every event that touches a model shares this queue slot: one model call at a time.
 MODEL_EVENT: dict[str, Any] = {"concurrency_id": "model", "concurrency_limit": 1}
+# Scores have their own queue slot: one forward pass each, run between a generation's decode steps
+# (core/compute.py's short-job lane), so a score never waits for a whole generation.
+SCORE_EVENT: dict[str, Any] = {"concurrency_id": "score", "concurrency_limit": 1}
 # Replays only read precomputed JSON; they never wait behind a generation.
 REPLAY_EVENT: dict[str, Any] = {"concurrency_id": "replay", "concurrency_limit": 4}
 # Handlers of these events get the raw values and check them themselves: Gradio's own slider

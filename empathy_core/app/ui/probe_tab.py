@@ -8,7 +8,7 @@ import gradio as gr
 
 from ..plots import layer_scores_figure, token_heatmap_html
 from ..service import MAX_TEXT_CHARS, MAX_TEXT_TOKENS, ScoreResult, Service, examples
-from .common import MODEL_EVENT, RAW_INPUTS, REPLAY_EVENT, csv_file, file_path, friendly, gpu
+from .common import RAW_INPUTS, REPLAY_EVENT, SCORE_EVENT, csv_file, file_path, friendly, gpu
 
 INTRO = (f"Type or pick a reply an agent might write in one of the games. One forward pass projects every layer's "
          f"hidden states on that layer's empathy direction. Up to {MAX_TEXT_TOKENS} tokens.")
@@ -84,7 +84,7 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> Any:
                 gr.update(value=csv_file(svc, fig, "probe-scores"), visible=True))
 
     args = dict(fn=score, inputs_kwargs={"key": model, "text": text, "layer": layer, "upload": upload},
-                outputs=[verdict, chart, heat, chart_csv], **RAW_INPUTS, **MODEL_EVENT)
+                outputs=[verdict, chart, heat, chart_csv], **RAW_INPUTS, **SCORE_EVENT)
     go_btn.click(api_name="score", **args)
     text.submit(api_name="score_on_enter", api_visibility="undocumented", **args)
 
