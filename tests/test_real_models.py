@@ -43,7 +43,10 @@ def test_real_batched_equals_one_at_a_time(smol):
     batched = extract(smol, texts, batch_size=6)
     for i, t in enumerate(texts):
         one = extract(smol, [t], batch_size=1)
-        assert (batched.pooled[i] - one.pooled[0]).abs().max().item() <= 1e-4
+        # fp32 sums taken in a different order (padded batch vs one row) differ by rounding, which scales with the
+        # activations' size: allow 1e-6 of the largest value (about 1e-4 here), not an absolute number
+        scale = one.pooled[0].abs().max().item()
+        assert (batched.pooled[i] - one.pooled[0]).abs().max().item() <= 1e-6 * scale
 
 
 def test_reproduces_committed_detection(fresh_smol_detection):
