@@ -35,7 +35,7 @@ THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_m
 CSS = """
 #status-line {font-size: 0.95em}
 .gradio-container {max-width: 1280px !important}
-.content-note {border-left: 4px solid #E69F00; padding-left: 10px}
+.content-note {border-left: 4px solid #E69F00; padding-left: 10px; font-size: 0.92em}
 .content-note p {margin: 2px 0}
 /* Tables: headers break between words only, and long text wraps inside its column. */
 .wrapped-table th, .wrapped-table th * {word-break: normal !important; overflow-wrap: normal !important; hyphens: none}

@@ -27,16 +27,13 @@ CUSTOM = "custom"  # scenario choice meaning "my own prompt, no game context"
 # Content care (issue 14): two scenarios quote self-harm and bullying; a classroom starts on the gentler ones.
 SENSITIVE_SCENARIOS = ("listener", "protector")
 GENTLE_SCENARIOS = ("food_delivery", "maze")
-HELPLINE = ("If any of this affects you, talk to someone you trust, or contact a local helpline or support service "
-            "where you live.")
-CONTENT_NOTE = ("**Content note.** Two of the five scenarios, *The Listener* and *The Protector*, deal with self-harm "
-                "(a player who says it would be easier for everyone if they weren't around) and bullying (a player "
-                "told to hurt themselves). They are here to test whether a model notices a person in distress while "
-                "it pursues a game goal; small models can answer them clumsily or hurtfully. " + HELPLINE)
-SCENARIO_NOTE = ("**Content note:** this scenario deals with {theme}. Small models can answer it clumsily or "
-                 "hurtfully. " + HELPLINE)
+HELPLINE = "If any of this affects you, talk to someone you trust or a local helpline."
+CONTENT_NOTE = ("**Content note.** *The Listener* and *The Protector* deal with self-harm and bullying: they test whether "
+                "a model notices a person in distress while it pursues a game goal, and small models can answer them "
+                "clumsily or hurtfully. " + HELPLINE)
+SCENARIO_NOTE = "**Content note:** this scenario deals with {theme}. " + HELPLINE
 SCENARIO_THEMES = {"listener": "self-harm (a player who feels everyone would be better off without them)",
-                   "protector": "bullying aimed at a child, including being told to hurt themselves"}
+                   "protector": "bullying of a 12-year-old who is told to hurt themselves"}
 POSITION_CHOICES = [("every position (the study's choice)", "all"), ("the prompt only", "prompt"),
                     ("generated tokens only", "generated")]
 

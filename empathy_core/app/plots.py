@@ -39,15 +39,16 @@ def _style(i: int) -> dict:
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = HEIGHT, legend_rows: int = 2) -> go.Figure:
-    """Title, axis titles, explicit height; the legend sits above the plot area, under the title.
+    """Title, axis titles, explicit height; the title sits below the page's label badge, and the legend
+    above the plot area, under the title.
 
     A legend below the plot collides with rotated or wrapped tick labels at narrow widths; above
     the plot it only needs the top margin, which grows with ``legend_rows``. Axes and the title
     use automargin, so nothing is clipped at 1024 px. No template is fixed here beyond the light
     default: the page swaps in a dark one in the dark theme (``THEME_JS``)."""
-    top = 56 + 24 * legend_rows
-    fig.update_layout(title={"text": title, "x": 0.01, "xanchor": "left", "y": 0.98, "yanchor": "top", "yref": "container",
-                             "font": {"size": 15}, "automargin": False},
+    top = 72 + 24 * legend_rows  # the page's label badge (about 40 px), the title, then the legend rows
+    fig.update_layout(title={"text": title, "x": 0.01, "xanchor": "left", "y": 1, "yanchor": "top", "yref": "container",
+                             "pad": {"t": 44}, "font": {"size": 15}, "automargin": False},
                       xaxis_title=x, yaxis_title=y, height=height + 24 * legend_rows, template="plotly_white",
                       legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom",
                               "font": {"size": 11}},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gradio as gr
@@ -39,6 +40,14 @@ def verdict_markdown(svc: Service, r: ScoreResult) -> str:
                      f"A hint, not a measurement of empathy.")
     lines.append(f"*{r.model}, {len(r.tokens)} tokens, {r.seconds * 1000:.0f} ms.*")
     return "\n\n".join(lines)
+
+
+def layer_update(svc: Service, key: str) -> Any:
+    """The heatmap layer's range and default for the chosen model (from its results, or once it has loaded)."""
+    i = svc.model_info(key)
+    if i.get("n_layers") is None:  # not loaded and no results: the range follows once it has loaded
+        return gr.skip()
+    return gr.update(maximum=i["n_layers"] - 1, value=i["best_layer"])
 
 
 def build(svc: Service, model: gr.Dropdown, info: dict) -> Any:
@@ -80,21 +89,18 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> Any:
         fig = layer_scores_figure(r.per_layer, r.best_layer, title=f"Probe score by layer ({r.model})",
                                   thresholds=thresholds)
         html = f"<div><b>Layer {r.layer}</b></div>" + token_heatmap_html(r.tokens, r.token_scores, center=r.threshold)
-        return (verdict_markdown(svc, r), gr.update(value=fig, visible=True), html,
-                gr.update(value=csv_file(svc, fig, "probe-scores"), visible=True))
+        return verdict_markdown(svc, r), fig, html, csv_file(svc, fig, "probe-scores")
 
     args = dict(fn=score, inputs_kwargs={"key": model, "text": text, "layer": layer, "upload": upload},
                 outputs=[verdict, chart, heat, chart_csv], **RAW_INPUTS, **SCORE_EVENT)
-    go_btn.click(api_name="score", **args)
-    text.submit(api_name="score_on_enter", api_visibility="undocumented", **args)
+    # The chart and its CSV stay hidden until the first score; the API itself returns plain values.
+    shown: dict[str, Any] = dict(fn=lambda: (gr.update(visible=True),) * 2, inputs=None, outputs=[chart, chart_csv],
+                                 api_visibility="undocumented", queue=False, show_progress="hidden")
+    go_btn.click(api_name="score", **args).success(api_name="score_show", **shown)
+    text.submit(api_name="score_on_enter", api_visibility="undocumented", **args).success(api_name="score_show_on_enter",
+                                                                                           **shown)
 
-    @friendly
-    def on_model(key: str) -> Any:
-        """The heatmap layer's range and default for the chosen model (from its results, or once it has loaded)."""
-        i = svc.model_info(key)
-        if i.get("n_layers") is None:  # not loaded and no results: the range follows once it has loaded
-            return gr.skip()
-        return gr.update(maximum=i["n_layers"] - 1, value=i["best_layer"])
+    on_model = friendly(functools.partial(layer_update, svc))
 
     def follow(trigger: Any, api_name: str) -> Any:
         return trigger(on_model, inputs_kwargs={"key": model}, outputs=layer, api_name=api_name,

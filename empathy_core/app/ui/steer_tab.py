@@ -66,9 +66,6 @@ class SteerTab:
         first = first_scenario(self.classroom)
         with gr.Tab("Steer: playground", id="steer"):
             gr.Markdown(CONTENT_NOTE, elem_id="steer-content-note", elem_classes=["content-note"])
-            gr.Markdown("Add α × (empathy direction) to the residual stream at one layer while the model writes. "
-                        "The baseline (α = 0) and the steered reply come from **one batched call** with the same prompt, "
-                        "seed and noise, so α is the only difference between the two columns.")
             with gr.Row():
                 with gr.Column(scale=3):
                     self.scenario = gr.Dropdown(scenario_choices(self.classroom), value=first, label="Scenario",
@@ -78,17 +75,22 @@ class SteerTab:
                                                             "Protector (read their content note first)")
                     self.note = gr.Markdown(scenario_note(first), visible=bool(scenario_note(first)),
                                             elem_id="scenario-note", elem_classes=["content-note"])
+                    self.prompt = gr.Textbox(label="Prompt (editable; the scenario's system message is added for chat models)",
+                                        lines=3, max_length=20_000, value=self._prompt_for(info.get("is_chat", True), first, False))
+                    # The buttons sit under the prompt, so the first screen at 1280x800 shows them.
+                    with gr.Row():
+                        self.gen_btn = gr.Button("Generate side by side", variant="primary", elem_id="generate-btn")
+                        self.dose_btn = gr.Button(f"Dose-response ({DOSE_POINTS} α values)")
+                        self.stop_btn = gr.Button("Stop", variant="stop", min_width=80)
                     with gr.Accordion("About this scenario", open=False):
                         self.desc = gr.Markdown(describe_scenario(first), elem_id="scenario-desc")
-                    self.prompt = gr.Textbox(label="Prompt (editable; the scenario's system message is added for chat models)",
-                                        lines=4, max_length=20_000, value=self._prompt_for(info.get("is_chat", True), first, False))
                 with gr.Column(scale=2):
                     self.alpha = gr.Slider(-ALPHA_LIMIT, ALPHA_LIMIT, step=0.01, value=0.2, elem_id="alpha-slider",
                                       label="α in relative units (0 = no steering; 0.1 adds 10% of the layer's mean residual norm)")
                     with gr.Row():
                         self.raw = gr.Markdown(elem_id="raw-alpha")
                         self.zero = gr.Button("α = 0", size="sm", min_width=60)
-                    self.layer = gr.Slider(0, n_layers - 1, step=1, value=best,
+                    self.layer = gr.Slider(0, n_layers - 1, step=1, value=best, elem_id="steer-layer",
                                       label="Steering layer (default: best steering layer of the precomputed sweep)")
                     self.max_new = gr.Slider(1, MAX_NEW_TOKENS, step=1, value=64, label="Max new tokens", elem_id="max-new-tokens")
                     with gr.Row():
@@ -100,14 +102,13 @@ class SteerTab:
                         self.positions = gr.Radio(POSITION_CHOICES, value="all", label="Add the direction at",
                                              info="Every position (as in the study), only the prompt's positions, or only "
                                                   "the tokens the model generates.", elem_id="steer-positions")
-            with gr.Row():
-                self.gen_btn = gr.Button("Generate side by side", variant="primary", elem_id="generate-btn")
-                self.dose_btn = gr.Button(f"Dose-response ({DOSE_POINTS} α values, one batched call)")
-                self.stop_btn = gr.Button("Stop", variant="stop")
             self._outputs_layout()
 
     def _outputs_layout(self) -> None:
         """The two reply columns, the result file and the dose-response box (empty ones stay hidden or collapsed)."""
+        gr.Markdown("Generate adds α × (empathy direction) to the residual stream at one layer while the model writes. "
+                    "The baseline (α = 0) and the steered reply come from **one batched call** with the same prompt, "
+                    "seed and noise, so α is the only difference between the two columns.")
         with gr.Row(equal_height=True):
             with gr.Column():
                 gr.Markdown("### Baseline (α = 0)")
@@ -170,8 +171,7 @@ class SteerTab:
                 continue
             last_emit = now
             center = float(probe.thresholds[res.readout_layer]) if probe is not None else 0.0
-            out = (gr.update(value=svc.write_json({"model": key, "scenario": scenario, **res.to_dict()}, "steer"), visible=True)
-                   if final else gr.skip())
+            out = svc.write_json({"model": key, "scenario": scenario, **res.to_dict()}, "steer") if final else gr.skip()
             yield (res.rows[0].text, res.rows[1].text, _row_info(res, 0, probe), _row_info(res, 1, probe),
                    _heatmap(svc, key, res, 0, center), _heatmap(svc, key, res, 1, center), out)
 
@@ -190,8 +190,7 @@ class SteerTab:
                   None if s.judge_probability is None else round(s.judge_probability, 2), r.text]
                  for r, s in zip(res.rows, res.scores)]
         path = svc.write_json({"model": key, "scenario": scenario, "kind": "dose_response", **res.to_dict()}, "dose-response")
-        return (gr.update(value=fig, visible=True), gr.update(value=table, visible=True),
-                gr.update(value=path, visible=True), gr.update(value=csv_file(svc, fig, "dose-response"), visible=True))
+        return fig, table, path, csv_file(svc, fig, "dose-response")
 
     def stop(self, request: gr.Request) -> None:
         """Sets this session's cancel event: the running generation ends at its next step and still
@@ -215,14 +214,21 @@ class SteerTab:
         controls: dict[str, Any] = {"key": self.model, "scenario": self.scenario, "prompt": self.prompt, "alpha": self.alpha,
                                     "layer": self.layer, "max_new_tokens": self.max_new, "seed": self.seed,
                                     "greedy": self.greedy, "upload": self.upload}
+        # Outputs stay hidden until they have content; the API itself returns plain values.
+        quiet: dict[str, Any] = {"api_visibility": "undocumented", "queue": False, "show_progress": "hidden"}
+
+        def show() -> Any:
+            return gr.update(visible=True)
+
         self.gen_btn.click(gpu(friendly(self.generate)), inputs_kwargs=controls,
                            outputs=[self.base_text, self.steer_text, self.base_info, self.steer_info, self.base_heat,
-                                    self.steer_heat, self.result_file], api_name="steer", **RAW_INPUTS, **MODEL_EVENT)
+                                    self.steer_heat, self.result_file], api_name="steer", **RAW_INPUTS, **MODEL_EVENT).success(
+            show, None, self.result_file, api_name="steer_show", **quiet)
         self.dose_btn.click(gpu(friendly(self.dose)), inputs_kwargs=controls,
                             outputs=[self.dose_plot, self.dose_table, self.result_file, self.dose_csv],
                             api_name="dose_response", **RAW_INPUTS, **MODEL_EVENT).success(
-            lambda: gr.update(open=True), None, self.dose_box, api_name="dose_open", api_visibility="undocumented",
-            queue=False)
+            lambda: (gr.update(open=True),) + (gr.update(visible=True),) * 4, None,
+            [self.dose_box, self.dose_plot, self.dose_table, self.result_file, self.dose_csv], api_name="dose_show", **quiet)
         self.stop_btn.click(self.stop, None, None, api_name="stop", queue=False)
         self.positions.change(friendly(self.remember_positions), inputs_kwargs={"positions": self.positions}, outputs=None,
                               api_name="steer_positions", api_visibility="undocumented", queue=False)

@@ -81,7 +81,7 @@ def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown) -> Any:
             samples_df = gr.Dataframe(headers=["scenario", "layer", "α", "seed", "condition", "judge ensemble", "coherent",
                                                "text"], wrap=True, interactive=False, max_height=420,
                                      elem_id="samples-table", elem_classes=["wrapped-table"],
-                                     column_widths=["11%", "6%", "6%", "6%", "12%", "9%", "9%", "41%"])
+                                     column_widths=["11%", "8%", "8%", "8%", "12%", "9%", "9%", "35%"])
 
     @friendly
     def charts(key: str, scenario: Any, layer: Any) -> tuple:
