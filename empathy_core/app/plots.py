@@ -161,7 +161,8 @@ def depth_figure(cross_model: dict, reference: dict | None = None, show_referenc
                                      line={"color": "#999999", "dash": DASHES[(i + 2) % 6]},
                                      marker={"symbol": SYMBOLS[(i + 4) % 8], "size": 9, "color": "#999999"}))
     fig.add_hline(y=0.5, line={"color": "#555555", "dash": "dot"}, annotation_text="chance")
-    _layout(fig, "Detection AUROC by relative depth", "relative depth ((layer + 1) / number of layers)", "test AUROC")
+    _layout(fig, "Detection AUROC by relative depth", "relative depth ((layer + 1) / number of layers)", "test AUROC",
+            legend_rows=3)
     fig.update_layout(yaxis={"range": [0.3, 1.02]}, xaxis={"range": [0, 1.02]})
     return fig
 
