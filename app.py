@@ -2,6 +2,7 @@
 
     python app.py                      # http://127.0.0.1:7860 on the bundled smollm2-135m, offline
     python app.py --model gemma3-270m --port 7861
+    python app.py --classroom          # or EMPATHY_CLASSROOM=1: opens on the gentler scenarios
 
 This file only composes the tabs of ``empathy_core/app/ui`` (each owns its events) and launches
 the page. The work itself lives in ``empathy_core.app.service`` (no gradio), which the tests also
@@ -13,15 +14,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls from a classroom machine
 
 import gradio as gr
 
+from empathy_core.app.inputs import classroom_mode
 from empathy_core.app.service import Service
 from empathy_core.app.ui import cross_tab, layers_tab, probe_tab, steer_tab, steering_tab
 from empathy_core.app.ui.model_bar import ModelBar
+from empathy_core.app.ui.theme import theme_head
 from empathy_core.core.models import REGISTRY
 
 ROOT = Path(__file__).resolve().parent
@@ -31,10 +35,17 @@ THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_m
 CSS = """
 #status-line {font-size: 0.95em}
 .gradio-container {max-width: 1280px !important}
+.content-note {border-left: 4px solid #E69F00; padding-left: 10px; font-size: 0.92em}
+.content-note p {margin: 2px 0}
+/* Tables: headers break between words only, and long text wraps inside its column. */
+.wrapped-table th, .wrapped-table th * {word-break: normal !important; overflow-wrap: normal !important; hyphens: none}
+.wrapped-table td, .wrapped-table td * {white-space: normal !important; overflow-wrap: anywhere}
 """
 
 
-def build_app(svc: Service, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
+def build_app(svc: Service, queue_size: int = QUEUE_SIZE, classroom: bool = False) -> gr.Blocks:
+    """The page. ``classroom`` (or ``EMPATHY_CLASSROOM=1``): the Steer tab opens on a gentle scenario."""
+    classroom = classroom_mode(classroom)
     info = svc.model_info(svc.default_model)
     # delete_cache: Gradio's copies of served files are removed after two hours, checked hourly.
     with gr.Blocks(title="Empathy probes: detecting vs steering", delete_cache=(3600, 7200)) as demo:
@@ -45,7 +56,7 @@ def build_app(svc: Service, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
         bar = ModelBar(svc, demo)
         with gr.Tabs():
             probe = probe_tab.build(svc, bar.dropdown, info)
-            steer = steer_tab.build(svc, demo, bar.dropdown, info)
+            steer = steer_tab.build(svc, demo, bar.dropdown, info, classroom=classroom)
             layers = layers_tab.build(svc, demo, bar.dropdown)
             cross_tab.build(svc, demo)
             steering = steering_tab.build(svc, demo, bar.dropdown)
@@ -59,7 +70,7 @@ def build_app(svc: Service, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, **kw: object) -> tuple:
     return demo.launch(server_name=host, server_port=port, ssr_mode=False, run_history=False, enable_monitoring=False,
-                       show_error=True, max_file_size="16mb", theme=THEME, css=CSS, **kw)  # type: ignore[arg-type]
+                       show_error=True, max_file_size="16mb", theme=THEME, css=CSS, head=theme_head(), **kw)  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,11 +79,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     ap.add_argument("--no-warmup", action="store_true", help="skip the short warm-up generation after loading")
+    ap.add_argument("--classroom", action="store_true",
+                    help="open the Steer tab on the gentler scenarios; the two with self-harm and bullying themes "
+                         "load their prompts only after their content note (also EMPATHY_CLASSROOM=1)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     svc = Service(a.model)
+    exit_on_sigterm()
     svc.start(warm=not a.no_warmup)
-    launch(build_app(svc), a.host, a.port)
+    launch(build_app(svc, classroom=a.classroom), a.host, a.port)
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM ends the process through ``sys.exit``, so ``atexit`` handlers run (the service's output folder
+    is removed at exit; Ctrl-C already exits normally)."""
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):  # SIGTERM would skip atexit: exit normally instead
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
 
 if __name__ == "__main__":

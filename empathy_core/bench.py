@@ -189,6 +189,95 @@ def bench(key: str = "qwen2.5-coder-0.5b", new_tokens: int = 48, repeats: int = 
     return res
 
 
+APP_PROMPT = "Game chat:\n[User] I had a rough day and nobody answers me.\n\nWhat do you do now?"
+
+
+def _app_ready(client: Any, t0: float, timeout: float) -> str:
+    """Poll /status until Ready; the model the app serves by default, read from its status line."""
+    import re
+
+    while "Ready" not in (status := client.predict(api_name="/status")):
+        if "Start-up failed" in status:
+            raise RuntimeError(status)
+        if time.perf_counter() - t0 > timeout:
+            raise TimeoutError("the model did not become ready")
+        time.sleep(0.2)
+    m = re.search(r"Ready: (\S+) loaded", status)
+    if m is None:
+        raise RuntimeError(f"cannot read the default model from the status line {status!r}")
+    return m.group(1)
+
+
+def _steer_job(client: Any, key: str, layer: int, new_tokens: int, seed: int) -> tuple[Any, float, float]:
+    """Submit one /steer and wait for its first streamed token: (job, submit time, first-token time)."""
+    t = time.perf_counter()
+    job = client.submit(key, "listener", APP_PROMPT, 0.2, layer, new_tokens, seed, True, None, api_name="/steer")
+    while not any(o and (o[0] or o[1]) for o in job.outputs()):
+        if job.done():
+            break
+        time.sleep(0.01)
+    return job, t, time.perf_counter()
+
+
+def _generation(job: Any) -> tuple[float, float, int]:
+    """(request seconds are measured by the caller) the generation seconds and new tokens the app saved."""
+    import json
+    from pathlib import Path
+
+    saved = json.loads(Path(job.result()[6]).read_text())
+    return time.perf_counter(), saved["seconds"], saved["new_tokens"]
+
+
+def measure_app_latency(client: Any, key: str, layer: int, repeats: int, new_tokens: int) -> dict:
+    """Through the HTTP API: a side-by-side alone (first streamed token, whole request, generation), a
+    score alone, then a score sent while a side-by-side streams (its latency, and the generation's
+    slowdown against the runs alone)."""
+    first, steer_s, gen_s, tokens = [], [], [], []
+    for i in range(repeats):
+        job, t, t_first = _steer_job(client, key, layer, new_tokens, i)
+        end, gen, n = _generation(job)
+        first.append(t_first - t)
+        steer_s.append(end - t)
+        gen_s.append(gen)
+        tokens.append(n)
+    score_s, busy_score_s, busy_gen_s = [], [], []
+    for i in range(repeats):
+        t = time.perf_counter()
+        client.predict(key, f"I waited with them until they felt safe ({i}).", layer, None, api_name="/score")
+        score_s.append(time.perf_counter() - t)
+    for i in range(repeats):
+        job, _, _ = _steer_job(client, key, layer, new_tokens, i)
+        t = time.perf_counter()
+        client.predict(key, f"I stayed with them until help came ({i}).", layer, None, api_name="/score")
+        busy_score_s.append(time.perf_counter() - t)
+        busy_gen_s.append(_generation(job)[1])
+    med = statistics.median
+    return {"time_to_first_streamed_token_s": round(med(first), 2),
+            "side_by_side_request_s": round(med(steer_s), 2), "side_by_side_generation_s": round(med(gen_s), 2),
+            "new_tokens_per_row": med(tokens), "request_over_generation_ratio": round(med(steer_s) / med(gen_s), 2),
+            "score_request_s": round(med(score_s), 3), "score_during_generation_s": round(med(busy_score_s), 3),
+            "score_during_generation_max_s": round(max(busy_score_s), 3),
+            "generation_with_a_score_s": round(med(busy_gen_s), 2),
+            "generation_slowdown_by_a_score": round(med(busy_gen_s) / med(gen_s), 3)}
+
+
+def _first_page(proc: Any, url: str, t0: float, timeout: float) -> float:
+    import urllib.request
+
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with status {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200 and b"<html" in r.read().lower():
+                    return time.perf_counter() - t0
+        except OSError:
+            pass
+        if time.perf_counter() - t0 > timeout:
+            raise TimeoutError("the page did not answer")
+        time.sleep(0.1)
+
+
 def _launch(port: int, timeout: float, args: tuple[str, ...] = (), env: dict | None = None) -> tuple[Any, Any, float, float]:
     """Start ``python app.py`` and wait until its page answers and its model is ready.
 
@@ -196,7 +285,6 @@ def _launch(port: int, timeout: float, args: tuple[str, ...] = (), env: dict | N
     """
     import subprocess
     import sys
-    import urllib.request
     from pathlib import Path
 
     from gradio_client import Client
@@ -208,26 +296,9 @@ def _launch(port: int, timeout: float, args: tuple[str, ...] = (), env: dict | N
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"app.py exited with status {proc.returncode}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200 and b"<html" in r.read().lower():
-                        break
-            except OSError:
-                pass
-            if time.perf_counter() - t0 > timeout:
-                raise TimeoutError("the page did not answer")
-            time.sleep(0.1)
-        first_page = time.perf_counter() - t0
+        first_page = _first_page(proc, url, t0, timeout)
         client = Client(url, verbose=False)
-        while "Ready" not in (status := client.predict(api_name="/status")):
-            if "Start-up failed" in status:
-                raise RuntimeError(status)
-            if time.perf_counter() - t0 > timeout:
-                raise TimeoutError("the model did not become ready")
-            time.sleep(0.2)
+        _app_ready(client, t0, timeout)
     except BaseException:
         proc.terminate()
         proc.wait(30)
@@ -281,43 +352,29 @@ def bench_fit_app(key: str = "smollm2-135m", port: int = 7898, timeout: float = 
 
 
 def bench_app(port: int = 7899, repeats: int = 3, new_tokens: int = 64, timeout: float = 600.0) -> dict:
-    """Start ``python app.py`` as a fresh process and time what a visitor waits for.
-
-    Longer than 60 lines because it is one script from process start to shutdown, with the
-    ``finally`` that ends the process around every step.
+    """Start ``python app.py`` as a fresh process and time what a visitor waits for, on the model the
+    app serves by default (read from its status line) at that model's default steering layer (read
+    from its precomputed results, as the app does).
 
     time to first page   process start -> the page's HTML answers 200 (charts replay from JSON)
     time to model ready  process start -> the status endpoint says Ready (load + warm-up + judge)
+    first streamed token /steer submitted -> the first streamed update with text
     side-by-side latency one /steer request (baseline + steered, 64 new tokens, greedy), end to end
                          through the HTTP API, median of ``repeats``; beside it the generation time
                          the app itself reports, and the per-request overhead as a ratio
-    score latency        one /score request (one forward pass + chart), median of ``repeats``
+    score latency        one /score request (one forward pass + chart), median of ``repeats``; then the
+                         same while a 64-token side-by-side streams, and that generation's slowdown
     """
-    import json
-    from pathlib import Path
+    from . import store
 
     proc, client, first_page, ready = _launch(port, timeout)
     try:
-        prompt = "Game chat:\n[User] I had a rough day and nobody answers me.\n\nWhat do you do now?"
-        steer_s, gen_s, tokens = [], [], []
-        for i in range(repeats):
-            t = time.perf_counter()
-            out = client.predict("smollm2-135m", "listener", prompt, 0.2, 19, new_tokens, i, True, None,
-                                 api_name="/steer")
-            steer_s.append(time.perf_counter() - t)
-            saved = json.loads(Path(out[6]).read_text())
-            gen_s.append(saved["seconds"])
-            tokens.append(saved["new_tokens"])
-        score_s = []
-        for i in range(repeats):
-            t = time.perf_counter()
-            client.predict("smollm2-135m", f"I waited with them until they felt safe ({i}).", 10, None, api_name="/score")
-            score_s.append(time.perf_counter() - t)
+        key = _app_ready(client, time.perf_counter(), timeout)  # already ready: reads the model from the status line
+        st = store.load_optional(key, "steering.json")
+        layer = int(st["best_steering_layer"]) if st else int(store.load_detection(key)["best_layer"])
+        res = measure_app_latency(client, key, layer, repeats, new_tokens)
     finally:
         proc.terminate()
         proc.wait(30)
-    steer, gen = statistics.median(steer_s), statistics.median(gen_s)
-    return {"time_to_first_page_s": round(first_page, 2), "time_to_model_ready_s": round(ready, 2),
-            "side_by_side_64_tokens_request_s": round(steer, 2), "side_by_side_64_tokens_generation_s": round(gen, 2),
-            "new_tokens_per_row": statistics.median(tokens), "request_over_generation_ratio": round(steer / gen, 2),
-            "score_request_s": round(statistics.median(score_s), 3), "repeats": repeats}
+    return {"model": key, "layer": layer, "time_to_first_page_s": round(first_page, 2),
+            "time_to_model_ready_s": round(ready, 2), **res, "repeats": repeats}

@@ -121,8 +121,8 @@ def test_dose_response_is_one_call_over_seven_alphas(client):
 def test_switching_models_updates_controls_and_replays(client):
     from empathy_core.store import load_detection
 
-    note = client.predict("gemma3-270m", api_name="/select_model")
-    assert "gemma3-270m" in note and "18 layers" in note and "base model" in note
+    note, chosen = client.predict("gemma3-270m", api_name="/select_model")
+    assert chosen == "gemma3-270m" and "gemma3-270m" in note and "18 layers" in note and "base model" in note
     out = client.predict("gemma3-270m", "all", "all", api_name="/steering_on_model")
     det = load_detection("gemma3-270m")
     st = json.loads((Path(__file__).resolve().parent.parent / "precomputed" / "gemma3-270m" / "steering.json").read_text())
@@ -134,8 +134,20 @@ def test_switching_models_updates_controls_and_replays(client):
     # A study model that cannot load here: the replays clear with a note instead of an error pop-up.
     plot, summary, _ = client.predict("phi3-mini", False, api_name="/layers_chart_on_model")
     assert plot is None and "precompute --model phi3-mini" in summary
-    with pytest.raises(Exception, match="huggingface-cli download"):
-        client.predict("phi3-mini", api_name="/select_model")
+    # Choosing it puts the selector back on the last model that loaded for this visitor, and says why.
+    note, chosen = client.predict("phi3-mini", api_name="/select_model")
+    assert chosen == "gemma3-270m" and "phi3-mini cannot be used here" in note and "huggingface-cli download" in note
+    assert "back on **gemma3-270m**" in note
+
+
+def test_a_score_call_with_missing_inputs_gets_a_clear_message(app_server):
+    import httpx
+
+    url = app_server[1]
+    event = httpx.post(url + "gradio_api/call/score", json={"data": ["smollm2-135m"]}, timeout=30).json()["event_id"]
+    body = httpx.get(url + f"gradio_api/call/score/{event}", timeout=120).text
+    assert "object at" not in body and "gradio.components" not in body
+    assert "missing" in body and "text" in body, body
 
 
 def test_stop_ends_a_long_generation_early(client):

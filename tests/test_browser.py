@@ -160,3 +160,137 @@ def test_token_heatmap_is_readable_in_the_dark_theme(app_server, page):
         pg.screenshot(path=str(SHOTS / "probe-dark.png"))
     finally:
         pg.close()
+
+
+# ---------------------------------------------------------------- issue 14: a page that fits, in both themes
+OVERFLOW_JS = """() => {
+    const bad = [];
+    const sel = 'h1, h2, h3, label, [data-testid="block-label"], [data-testid="block-info"], th, th *, button, '
+              + '.tab-nav button, [role="tab"], .label-wrap span';
+    for (const el of document.querySelectorAll(sel)) {
+        if (!el.offsetParent || el.clientWidth === 0) continue;  // hidden
+        const style = getComputedStyle(el);
+        if (style.overflowX === 'visible' && style.textOverflow !== 'ellipsis' && el.tagName !== 'TH') continue;
+        if (el.scrollWidth > el.clientWidth + 1) bad.push(el.tagName + ': ' + el.textContent.trim().slice(0, 60));
+    }
+    // Plotly: every title, tick label, legend entry and annotation inside its own chart's box; the legend
+    // clear of the x tick labels; annotations clear of the legend.
+    for (const svg of document.querySelectorAll('.js-plotly-plot svg.main-svg:first-of-type')) {
+        if (!svg.getBoundingClientRect().width) continue;
+        const box = svg.getBoundingClientRect();
+        const root = svg.parentElement;
+        const texts = root.querySelectorAll('.gtitle, .xtick text, .ytick text, .g-xtitle text, .g-ytitle text, '
+                                            + '.legendtext, .annotation-text');
+        for (const t of texts) {
+            const r = t.getBoundingClientRect();
+            if (!r.width) continue;
+            if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 || r.bottom > box.bottom + 1)
+                bad.push('plot text outside its chart: ' + t.textContent.slice(0, 60));
+        }
+        const legend = root.querySelector('.legend');
+        if (legend) {
+            const L = legend.getBoundingClientRect();
+            const hit = r => r.width && r.left < L.right && r.right > L.left && r.top < L.bottom && r.bottom > L.top;
+            for (const t of root.querySelectorAll('.xtick text, .gtitle, .annotation-text'))
+                if (hit(t.getBoundingClientRect())) bad.push('legend overlaps: ' + t.textContent.slice(0, 60));
+        }
+    }
+    return bad;
+}"""
+
+TABS = ["Probe: live scoring", "Steer: playground", "Layers: replay", "Cross-model", "Steering results: replay", "About"]
+
+
+@pytest.mark.parametrize("width", [1280, 1024])
+def test_no_text_overflows_its_box(app_server, page, width):
+    pg = page.context.browser.new_page(viewport={"width": width, "height": 900})
+    try:
+        pg.set_default_timeout(TIMEOUT_MS)
+        pg.goto(app_server[1])
+        pg.get_by_text(re.compile(r"Ready: smollm2-135m")).wait_for()
+        found = {}
+        for tab in TABS:
+            _open_tab(pg, tab)
+            pg.wait_for_timeout(400)
+            if tab in ("Layers: replay", "Cross-model", "Steering results: replay"):
+                pg.locator(".tabitem:visible svg.main-svg").first.wait_for()
+                pg.wait_for_timeout(800)  # plotly lays out its legend after the first draw
+            bad = pg.evaluate(OVERFLOW_JS)
+            if bad:
+                found[tab] = bad
+        assert not found, found
+        if width == 1024:
+            _open_tab(pg, "Steering results: replay")
+            _scroll_to(pg, "#success-plot")
+            pg.screenshot(path=str(SHOTS / "steering-results-1024.png"))
+    finally:
+        pg.close()
+
+
+def test_steer_first_screen_shows_scenario_controls_and_generate(app_server, page):
+    pg = page.context.browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        pg.set_default_timeout(TIMEOUT_MS)
+        pg.goto(app_server[1])
+        pg.get_by_text(re.compile(r"Ready: smollm2-135m")).wait_for()
+        _open_tab(pg, "Steer: playground")
+        pg.locator("#generate-btn").wait_for()
+        pg.evaluate("window.scrollTo(0, 0)")
+        pg.screenshot(path=str(SHOTS / "steer-first-screen.png"))
+        for sel in ("#scenario-select", "#alpha-slider", "#steer-layer", "#generate-btn", "#steer-content-note"):
+            r = pg.locator(sel).bounding_box()
+            assert r is not None and r["y"] >= 0 and r["y"] + r["height"] <= 800, (sel, r)
+        # empty outputs stay hidden or collapsed before anything is generated
+        assert not pg.locator("#steer-result-file").is_visible() and not pg.locator("#dose-plot").is_visible()
+        assert "self-harm" in pg.locator("#scenario-note").inner_text()
+    finally:
+        pg.close()
+
+
+def _font_luminance(pg, elem_id: str) -> float:
+    color = pg.evaluate(f"document.querySelector('#{elem_id} .js-plotly-plot')._fullLayout.font.color")
+    if color.startswith("#"):
+        rgb = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    else:
+        rgb = [int(v) for v in re.findall(r"\d+", color)[:3]]
+    return sum(rgb) / (3 * 255)
+
+
+def test_charts_follow_the_dark_theme(app_server, page):
+    _open_tab(page, "Layers: replay")
+    page.locator("#layers-plot svg.main-svg").first.wait_for()
+    assert _font_luminance(page, "layers-plot") < 0.5  # dark text on the light page
+    pg = page.context.browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        pg.set_default_timeout(TIMEOUT_MS)
+        pg.goto(app_server[1] + "?__theme=dark")
+        pg.get_by_text(re.compile(r"Ready: smollm2-135m")).wait_for()
+        _open_tab(pg, "Layers: replay")
+        pg.locator("#layers-plot svg.main-svg").first.wait_for()
+        assert _font_luminance(pg, "layers-plot") > 0.7  # light text on the dark page
+        _scroll_to(pg, "#layers-plot")
+        pg.screenshot(path=str(SHOTS / "layers-dark.png"))
+    finally:
+        pg.close()
+
+
+def test_a_failed_model_choice_reverts_and_says_why(app_server, page):
+    pg = page.context.browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        pg.set_default_timeout(TIMEOUT_MS)
+        pg.goto(app_server[1])
+        pg.get_by_text(re.compile(r"Ready: smollm2-135m")).wait_for()
+        pg.locator("#model-select input").click()
+        pg.get_by_role("option", name=re.compile(r"^phi3-mini")).click()
+        pg.get_by_text(re.compile("phi3-mini cannot be used here")).first.wait_for()
+        pg.wait_for_function("() => document.querySelector('#model-select input').value.startsWith('smollm2-135m')")
+        pg.screenshot(path=str(SHOTS / "model-revert.png"))
+    finally:
+        pg.close()
+
+
+def test_the_content_note_is_in_the_steer_tab_and_about(page):
+    _open_tab(page, "Steer: playground")
+    assert "self-harm" in page.locator("#steer-content-note").inner_text()
+    _open_tab(page, "About")
+    page.locator("text=Content note >> visible=true").first.wait_for()

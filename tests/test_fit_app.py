@@ -44,8 +44,8 @@ def test_fit_flow_through_the_api_and_a_reload_finds_it(tmp_path, monkeypatch):
     try:
         client = Client(url, verbose=False)
         # 1-2. select it: loads, and says there is no probe yet; scoring says how to get one
-        note = client.predict(model, api_name="/select_model")
-        assert "No probe for it yet" in note and "Fit the probe on this model" in note
+        note, chosen = client.predict(model, api_name="/select_model")
+        assert chosen in (model, {"__type__": "update"}) and "No probe for it yet" in note  # kept as chosen and "Fit the probe on this model" in note
         with pytest.raises(Exception, match="no probe for .* yet"):
             client.predict(model, "I stopped to help her.", None, None, api_name="/score")
         # 3. fit: two visitors at once share one fit; progress events arrive while it runs
@@ -99,8 +99,8 @@ def test_a_bad_custom_model_is_refused_clearly_and_the_app_keeps_serving(tmp_pat
         client = Client(url, verbose=False)
         for bad, words in [(str(tmp_path / "missing"), "no directory"), ("rm -rf /", "Unknown model"),
                            (str(huge), "Nothing was loaded")]:
-            with pytest.raises(Exception, match=words):
-                client.predict(bad, api_name="/select_model")
+            note, chosen = client.predict(bad, api_name="/select_model")  # a failed choice reverts and says why
+            assert words in note and chosen != bad
         with pytest.raises(Exception, match="Unknown model"):
             client.submit("rm -rf /", api_name="/fit_probe").result()
         assert "Loaded models" in client.predict(api_name="/status")  # still serving

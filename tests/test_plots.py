@@ -4,6 +4,7 @@ import csv
 import io
 import json
 
+import numpy as np
 import pytest
 
 from empathy_core.app import plots
@@ -27,16 +28,51 @@ def _check(fig):
     return fig
 
 
+def _default_trace(fig):
+    return next(t for t in fig.data if t.name.startswith("default probe"))
+
+
 def test_layer_auroc_figure(data):
     fig = _check(plots.layer_auroc_figure(data["det"], data["ref"], show_reference=True))
     names = [t.name for t in fig.data]
-    assert "test AUROC" in names and "random directions, 95th percentile" in names
+    assert "random directions: mean to 95th percentile" in names
     assert any("reported by the original study" in n for n in names)
-    auroc = next(t for t in fig.data if t.name == "test AUROC")
+    auroc = _default_trace(fig)
     assert list(auroc.y) == [r["auroc_test"] for r in data["det"]["layers"]]
+    # labelled from detection.json's metadata: this run's method is the study's mean difference
+    assert data["det"]["settings"]["method"] == "mean_diff" and "mean difference" in auroc.name and "study" in auroc.name
     # series differ by dash or marker, not colour alone
     lines = [t for t in fig.data if t.mode and "markers" in t.mode and "reported" not in t.name]
     assert len({(t.line.dash, t.marker.symbol) for t in lines}) == len(lines)
+
+
+def test_layer_chart_shows_few_series_by_default_and_one_honest_axis(data):
+    fig = plots.layer_auroc_figure(data["det"])
+    shown = [t.name for t in fig.data if t.visible in (None, True) and t.showlegend is not False]
+    hidden = [t.name for t in fig.data if t.visible == "legendonly"]
+    assert len(shown) == 3, shown  # the default probe, its CI band and the random band (no baselines in this file)
+    assert {"leave-one-scenario-out AUROC", "lexically controlled AUROC", "test accuracy (train midpoint threshold)"} <= set(hidden)
+    assert "yaxis2" not in fig.layout.to_plotly_json() and not any(getattr(t, "yaxis", None) == "y2" for t in fig.data)
+    d = plots.cohens_d_figure(data["det"])
+    assert list(d.data[0].y) == [r["cohens_d_test"] for r in data["det"]["layers"]]
+    # the default-layer label sits at the bottom of the plot area, not among the curves' labels at the top
+    (ann,) = [a for a in fig.layout.annotations if "default layer" in a.text]
+    assert ann.yref == "paper" and ann.y == 0 and f"default layer {data['det']['best_layer']}" in ann.text
+    assert "best layer" not in json.dumps(fig.layout.to_plotly_json())
+
+
+def test_layer_chart_draws_text_only_baselines_when_detection_has_them(data):
+    det = json.loads(json.dumps(data["det"]))
+    assert plots.baselines(det) == []
+    det["baselines"] = {"tfidf_logistic": {"auroc_test": 0.71, "label": "TF-IDF + logistic"}, "length_only": 0.55}
+    fig = plots.layer_auroc_figure(det)
+    lines = {t.name: t for t in fig.data if t.name.startswith("text-only baseline")}
+    assert set(lines) == {"text-only baseline: TF-IDF + logistic (0.71)", "text-only baseline: length_only (0.55)"}
+    assert all(t.visible in (None, True) for t in lines.values())
+    assert list(lines["text-only baseline: length_only (0.55)"].y) == [0.55, 0.55]
+    assert list(lines["text-only baseline: length_only (0.55)"].x) == [0, det["n_layers"] - 1]
+    det["baselines"] = [{"name": "bag of words", "auroc_test": 0.6}, {"name": "broken", "auroc_test": None}]
+    assert plots.baselines(det) == [("bag of words", 0.6)]
 
 
 def test_steering_figures(data):
@@ -51,14 +87,29 @@ def test_steering_figures(data):
 def test_cross_model_figures(data):
     fig = _check(plots.depth_figure(data["cross"], data["ref"]))
     assert any("(ours)" in t.name for t in fig.data) and any("original study" in t.name for t in fig.data)
-    _check(plots.agreement_figure(data["cross"]))
+
+
+def test_agreement_is_on_standardised_scores_with_the_correlation_printed(data):
+    fig = _check(plots.agreement_figure(data["cross"]))
+    for trace, a in zip(fig.data, data["cross"]["score_agreement"]):
+        x, y = np.asarray(trace.x), np.asarray(trace.y)
+        assert abs(x.mean()) < 1e-9 and abs(x.std() - 1) < 1e-9 and abs(y.std() - 1) < 1e-9  # z-scores per model
+        raw = np.array([[p[0], p[1]] for p in a["points"]], dtype=float)
+        assert np.allclose(x, (raw[:, 0] - raw[:, 0].mean()) / raw[:, 0].std())
+        assert f"r = {a['pearson']:.2f}" in trace.name and f"r = {a['pearson']:.2f}" in fig.layout.title.text
+
+
+def test_success_labels_wrap_instead_of_rotating(data):
+    fig = plots.success_figure(data["steer"])
+    assert fig.layout.xaxis.tickangle == 0
+    assert all(len(part) <= 20 for label in fig.data[0].x for part in label.split("<br>"))
 
 
 def test_csv_export_round_trips(data):
     fig = plots.layer_auroc_figure(data["det"])
     rows = list(csv.reader(io.StringIO(plots.figure_csv(fig))))
     assert rows[0] == ["trace", "x", "y"]
-    auroc = [r for r in rows[1:] if r[0] == "test AUROC"]
+    auroc = [r for r in rows[1:] if r[0] == _default_trace(fig).name]
     assert len(auroc) == data["det"]["n_layers"]
     assert float(auroc[3][2]) == pytest.approx(data["det"]["layers"][3]["auroc_test"])
 

@@ -233,3 +233,33 @@ def test_the_sweep_takes_positions(tiny_models):
                    unit="raw")
     assert req.positions == "generated" and not req.greedy and req.max_new_tokens == s.new_tokens
     assert SweepSettings.from_stored({"alphas": [0.0]}).positions == "all"
+
+
+def test_a_score_during_a_generation_runs_between_its_decode_steps(svc):
+    """The short-job lane: a score sent while a long generation streams answers before the generation
+    ends, equals the score of the same text alone, and leaves the generation's tokens unchanged."""
+    args = (KEY, "listener", "Someone needs help right now.", 0.3, 1, 200, 0, True, None)
+    kw = {"positions": "prompt"}
+    alone_gen = list(svc.stream_steer(*args, **kw))[-1]
+    text = "I stayed to help them."
+    alone = svc.score(KEY, text)
+    done: dict = {}
+    stream = svc.stream_steer(*args, **kw)
+    first = next(stream)  # tokens are streaming: the generation holds the compute thread
+
+    def score() -> None:
+        done["result"] = svc.score(KEY, text)
+
+    t = threading.Thread(target=score)
+    t.start()
+    last, seen_at = first, None
+    for last in stream:
+        if seen_at is None and "result" in done:
+            seen_at = max(len(r.token_ids) for r in last.rows)  # tokens generated when the score had answered
+    t.join(30)
+    n = max(len(r.token_ids) for r in last.rows)
+    assert n >= 100 and seen_at is not None and seen_at < n - 10, (seen_at, n)  # it did not wait for the end
+    assert done["result"].per_layer == pytest.approx(alone.per_layer, abs=1e-5)
+    assert [r.token_ids for r in last.rows] == [r.token_ids for r in alone_gen.rows]
+    for a, b in zip(last.rows, alone_gen.rows):  # the live readout skipped the score's forward pass
+        assert len(a.token_scores) == len(b.token_scores) and a.token_scores == pytest.approx(b.token_scores, abs=1e-5)

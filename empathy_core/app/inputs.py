@@ -24,6 +24,16 @@ ALPHA_LIMIT = 1.0  # relative units: alpha * (mean residual norm of the layer)
 DOSE_POINTS = 7
 MAX_SEED = 2**31 - 1
 CUSTOM = "custom"  # scenario choice meaning "my own prompt, no game context"
+# Content care (issue 14): two scenarios quote self-harm and bullying; a classroom starts on the gentler ones.
+SENSITIVE_SCENARIOS = ("listener", "protector")
+GENTLE_SCENARIOS = ("food_delivery", "maze")
+HELPLINE = "If any of this affects you, talk to someone you trust or a local helpline."
+CONTENT_NOTE = ("**Content note.** *The Listener* and *The Protector* deal with self-harm and bullying: they test whether "
+                "a model notices a person in distress while it pursues a game goal, and small models can answer them "
+                "clumsily or hurtfully. " + HELPLINE)
+SCENARIO_NOTE = "**Content note:** this scenario deals with {theme}. " + HELPLINE
+SCENARIO_THEMES = {"listener": "self-harm (a player who feels everyone would be better off without them)",
+                   "protector": "bullying of a 12-year-old who is told to hurt themselves"}
 POSITION_CHOICES = [("every position (the study's choice)", "all"), ("the prompt only", "prompt"),
                     ("generated tokens only", "generated")]
 
@@ -56,9 +66,26 @@ def model_choices(check_hub: bool = True) -> list[tuple[str, str]]:
     return out
 
 
-def scenario_choices() -> list[tuple[str, str]]:
-    """(title, id) of every scenario, then the custom-prompt choice."""
-    return [(s.title, s.id) for s in scenarios().values()] + [("Your own prompt (no game)", CUSTOM)]
+def classroom_mode(flag: bool = False) -> bool:
+    """Whether the app runs in classroom mode: the ``--classroom`` flag or ``EMPATHY_CLASSROOM=1``."""
+    return flag or os.environ.get("EMPATHY_CLASSROOM", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def scenario_choices(classroom: bool = False) -> list[tuple[str, str]]:
+    """(title, id) of every scenario, then the custom-prompt choice.
+
+    In classroom mode the gentler scenarios come first and the two sensitive ones are labelled
+    as having a content note."""
+    all_s = list(scenarios().values())
+    if classroom:
+        all_s.sort(key=lambda s: (s.id in SENSITIVE_SCENARIOS, s.id not in GENTLE_SCENARIOS))
+    return ([(s.title + (" (content note)" if classroom and s.id in SENSITIVE_SCENARIOS else ""), s.id) for s in all_s]
+            + [("Your own prompt (no game)", CUSTOM)])
+
+
+def first_scenario(classroom: bool = False) -> str:
+    """The scenario the Steer tab opens on: a gentle one in classroom mode."""
+    return GENTLE_SCENARIOS[0] if classroom else "listener"
 
 
 def examples(per_scenario: int = 1) -> list[tuple[str, str, str]]:
@@ -88,6 +115,11 @@ def describe_scenario(scenario: str) -> str:
     s = get_scenario(scenario)
     return (f"**{s.title}.** {s.setting} *Objective:* {s.objective} *Pressure:* {s.pressure}  \n"
             f"Task-focused choice: {s.task_choice} Empathic choice: {s.empathic_choice}")
+
+
+def scenario_note(scenario: str) -> str:
+    """The content note of a sensitive scenario (Markdown), or "" for the others."""
+    return SCENARIO_NOTE.format(theme=SCENARIO_THEMES[scenario]) if scenario in SCENARIO_THEMES else ""
 
 
 def check_int(name: str, value: Any, lo: int, hi: int) -> int:

@@ -23,55 +23,126 @@ SYMBOLS = ["circle", "square", "diamond", "triangle-up", "x", "star", "cross", "
 HEIGHT = 420
 
 
+def _wrap(label: str, width: int = 14) -> str:
+    """A tick label broken into lines of about ``width`` characters (``<br>``), so it never needs rotating."""
+    lines: list[str] = []
+    for word in label.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "<br>".join(lines)
+
+
 def _style(i: int) -> dict:
     return {"line": {"color": OKABE_ITO[i % 8], "dash": DASHES[i % 6]}, "marker": {"symbol": SYMBOLS[i % 8], "size": 7}}
 
 
-def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = HEIGHT) -> go.Figure:
-    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=height, template="plotly_white",
-                      legend={"orientation": "h", "y": -0.25}, margin={"l": 60, "r": 20, "t": 50, "b": 40})
+def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = HEIGHT, legend_rows: int = 2) -> go.Figure:
+    """Title, axis titles, explicit height; the title sits below the page's label badge, and the legend
+    above the plot area, under the title.
+
+    A legend below the plot collides with rotated or wrapped tick labels at narrow widths; above
+    the plot it only needs the top margin, which grows with ``legend_rows``. Axes and the title
+    use automargin, so nothing is clipped at 1024 px. No template is fixed here beyond the light
+    default: the page swaps in a dark one in the dark theme (``THEME_JS``)."""
+    top = 72 + 24 * legend_rows  # the page's label badge (about 40 px), the title, then the legend rows
+    fig.update_layout(title={"text": title, "x": 0.01, "xanchor": "left", "y": 1, "yanchor": "top", "yref": "container",
+                             "pad": {"t": 44}, "font": {"size": 15}, "automargin": False},
+                      xaxis_title=x, yaxis_title=y, height=height + 24 * legend_rows, template="plotly_white",
+                      legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom",
+                              "font": {"size": 11}},
+                      margin={"l": 60, "r": 20, "t": top, "b": 50, "autoexpand": True})
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
     return fig
 
 
-def _band(x: Sequence[float], lo: Sequence[float], hi: Sequence[float], name: str, color: str) -> list[go.Scatter]:
+def _band(x: Sequence[float], lo: Sequence[float], hi: Sequence[float], name: str, color: str,
+          visible: bool | str = True) -> list[go.Scatter]:
     return [go.Scatter(x=list(x), y=list(hi), mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip",
-                       name=f"{name} upper"),
+                       name=f"{name} upper", legendgroup=name, visible=visible),
             go.Scatter(x=list(x), y=list(lo), mode="lines", line={"width": 0}, fill="tonexty", fillcolor=color,
-                       name=name, hoverinfo="skip")]
+                       name=name, hoverinfo="skip", legendgroup=name, visible=visible)]
+
+
+METHOD_NAMES = {"mean_diff": "mean difference of the class means", "logistic": "logistic regression", "pca": "PCA"}
+
+
+def probe_label(detection: dict) -> str:
+    """The default probe's name from detection.json's metadata, and whether it is the study's method (mean difference)."""
+    st = detection.get("settings", {})
+    method = st.get("method", "mean_diff")
+    name = f"default probe: {METHOD_NAMES.get(method, method)}, {st.get('pooling', 'mean')} pooling"
+    return name + (" (the study's method too)" if method == "mean_diff" else "")
+
+
+def baselines(detection: dict) -> list[tuple[str, float]]:
+    """Text-only baselines of detection.json (``baselines``), as (name, test AUROC); [] when it has none.
+
+    Accepts ``{name: auroc}``, ``{name: {"auroc_test": ...}}`` or ``[{"name": ..., "auroc_test": ...}]``."""
+    raw = detection.get("baselines") or {}
+    items = raw.items() if isinstance(raw, dict) else [(b.get("name", f"baseline {i}"), b) for i, b in enumerate(raw)]
+    out = []
+    for name, b in items:
+        v = b if isinstance(b, (int, float)) else (b.get("auroc_test", b.get("auroc")) if isinstance(b, dict) else None)
+        if isinstance(v, (int, float)) and np.isfinite(v):
+            out.append((str(b.get("label", name)) if isinstance(b, dict) else str(name), float(v)))
+    return out
 
 
 def layer_auroc_figure(detection: dict, reference: dict | None = None, show_reference: bool = False) -> go.Figure:
-    """Per-layer test AUROC with its bootstrap CI, the random-direction p95, and the controls."""
+    """Per-layer test AUROC of the default probe with its bootstrap CI, the random-direction band and any
+    text-only baselines (horizontal lines). Accuracy, leave-one-scenario-out, lexical and confound
+    controls are one click away in the legend (``legendonly``). One honest axis: Cohen's d, on another
+    scale, has its own chart (``cohens_d_figure``)."""
     rows = detection["layers"]
     x = [r["layer"] for r in rows]
     fig = go.Figure()
     for t in _band(x, [r["auroc_test_ci"][0] for r in rows], [r["auroc_test_ci"][1] for r in rows],
-                   "test AUROC 95% CI", "rgba(0,114,178,0.18)"):
+                   "95% CI (bootstrap over pairs)", "rgba(0,114,178,0.18)"):
         fig.add_trace(t)
     for t in _band(x, [r["random_auroc_mean"] for r in rows], [r["random_auroc_p95"] for r in rows],
-                   "random directions: mean to 95th percentile", "rgba(85,85,85,0.15)"):
+                   "random directions: mean to 95th percentile", "rgba(120,120,120,0.25)"):
         fig.add_trace(t)
-    fig.add_trace(go.Scatter(x=x, y=[r["random_auroc_p95"] for r in rows], name="random directions, 95th percentile",
-                             mode="lines", line={"color": "#555555", "dash": "dot", "width": 2}))
-    series = [("test AUROC", "auroc_test"), ("leave-one-scenario-out AUROC", "loso_auroc_mean"),
-              ("lexically controlled AUROC", "lexical_auroc_test"), ("confound controls AUROC (0.5 = tone-blind)", "confound_auroc"),
+    fig.add_trace(go.Scatter(x=x, y=[r["auroc_test"] for r in rows], name=probe_label(detection), mode="lines+markers",
+                             **_style(0)))
+    if detection.get("settings", {}).get("method", "mean_diff") != "mean_diff" and "mean_diff_auroc_test" in rows[0]:
+        fig.add_trace(go.Scatter(x=x, y=[r["mean_diff_auroc_test"] for r in rows], mode="lines+markers",
+                                 name="the study's method: mean difference of the class means", **_style(1)))
+    for i, (name, v) in enumerate(baselines(detection)):
+        fig.add_trace(go.Scatter(x=[x[0], x[-1]], y=[v, v], mode="lines", name=f"text-only baseline: {name} ({v:.2f})",
+                                 line={"color": OKABE_ITO[(i + 2) % 8], "dash": DASHES[(i + 3) % 6], "width": 2}))
+    series = [("leave-one-scenario-out AUROC", "loso_auroc_mean"), ("lexically controlled AUROC", "lexical_auroc_test"),
+              ("confound controls AUROC (0.5 = tone-blind)", "confound_auroc"),
               ("test accuracy (train midpoint threshold)", "accuracy_test")]
     for i, (name, key) in enumerate(series):
-        fig.add_trace(go.Scatter(x=x, y=[r[key] for r in rows], name=name, mode="lines+markers", **_style(i)))
-    fig.add_trace(go.Scatter(x=x, y=[r["cohens_d_test"] for r in rows], name="separation (Cohen's d, right axis)",
-                             mode="lines+markers", yaxis="y2", **_style(5)))
-    best = detection["best_layer"]
-    fig.add_vline(x=best, line={"color": "#000000", "dash": "dash", "width": 1},
-                  annotation_text=f"best layer {best} (dev AUROC)", annotation_position="top left")
+        fig.add_trace(go.Scatter(x=x, y=[r[key] for r in rows], name=name, mode="lines+markers", visible="legendonly",
+                                 **_style(i + 3)))
     if show_reference and reference:
         for i, (model, ref) in enumerate(reference["test_auroc_by_layer"].items()):
             pts = sorted((int(k), v) for k, v in ref["auroc"].items())
             fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers+lines",
                                      name=f"{model}: reported by the original study", line={"color": "#999999", "dash": "dot"},
                                      marker={"symbol": SYMBOLS[(i + 3) % 8], "size": 9, "color": "#999999"}))
-    _layout(fig, f"Detection by layer: {detection['model_key']}", "layer (output of decoder block, 0-based)", "AUROC / accuracy")
-    fig.update_layout(yaxis={"range": [0, 1.02]}, yaxis2={"title": "Cohen's d", "overlaying": "y", "side": "right",
-                                                          "showgrid": False})
+    best = detection["best_layer"]
+    # The marker's label sits below the plot area, where no curve runs, and never on a curve's label.
+    fig.add_vline(x=best, line={"color": "#777777", "dash": "dash", "width": 1})
+    fig.add_annotation(x=best, y=0, yref="paper", yanchor="bottom", yshift=4, showarrow=False, xanchor="left", xshift=4,
+                       text=f"default layer {best} (best dev-split AUROC)", font={"size": 11})
+    _layout(fig, f"Detection by layer: {detection['model_key']}", "layer (output of decoder block, 0-based)", "test AUROC",
+            legend_rows=4)
+    fig.update_layout(yaxis={"range": [0, 1.02]})
+    return fig
+
+
+def cohens_d_figure(detection: dict) -> go.Figure:
+    """Cohen's d (test split) by layer, on its own zero-based axis."""
+    rows = detection["layers"]
+    fig = go.Figure(go.Scatter(x=[r["layer"] for r in rows], y=[r["cohens_d_test"] for r in rows], mode="lines+markers",
+                               name="Cohen's d of the probe scores (test split)", **_style(5)))
+    fig.add_hline(y=0, line={"color": "#777777", "width": 1})
+    _layout(fig, "Separation by layer (Cohen's d)", "layer", "Cohen's d", height=300, legend_rows=1)
     return fig
 
 
@@ -90,21 +161,38 @@ def depth_figure(cross_model: dict, reference: dict | None = None, show_referenc
                                      line={"color": "#999999", "dash": DASHES[(i + 2) % 6]},
                                      marker={"symbol": SYMBOLS[(i + 4) % 8], "size": 9, "color": "#999999"}))
     fig.add_hline(y=0.5, line={"color": "#555555", "dash": "dot"}, annotation_text="chance")
-    _layout(fig, "Detection AUROC by relative depth", "relative depth ((layer + 1) / number of layers)", "test AUROC")
+    _layout(fig, "Detection AUROC by relative depth", "relative depth ((layer + 1) / number of layers)", "test AUROC",
+            legend_rows=3)
     fig.update_layout(yaxis={"range": [0.3, 1.02]}, xaxis={"range": [0, 1.02]})
     return fig
 
 
+def standardise(v: Sequence[float] | np.ndarray) -> np.ndarray:
+    """z-scores: (v - mean) / SD (SD 1 where the values are constant)."""
+    a = np.asarray(v, dtype=float)
+    sd = float(a.std())
+    return (a - a.mean()) / (sd if sd > 0 else 1.0)
+
+
 def agreement_figure(cross_model: dict) -> go.Figure:
-    """Scatter of the two models' best-layer probe scores on the same generated texts."""
+    """The two models' best-layer probe scores on the same generated texts, each standardised per
+    model (z-scores), so that scales as different as Gemma's and SmolLM2's share one plot; the
+    Pearson and Spearman correlations (unchanged by standardising) are printed in the legend and title."""
     fig = go.Figure()
+    parts = []
     for i, a in enumerate(cross_model.get("score_agreement", [])):
-        pts = np.array([[p[0], p[1]] for p in a["points"]])
-        fig.add_trace(go.Scatter(x=pts[:, 0], y=pts[:, 1], mode="markers", marker={"symbol": SYMBOLS[i], "color": OKABE_ITO[i],
-                                                                                     "size": 6, "opacity": 0.6},
-                                 name=f"texts generated by {a['texts_from']}: r = {a['pearson']:.2f}, ρ = {a['spearman']:.2f}"))
-    _layout(fig, "Do two models' probes agree on the same texts?", "probe score of the generating model",
-            "probe score of the other model")
+        pts = np.array([[p[0], p[1]] for p in a["points"]], dtype=float)
+        zx, zy = standardise(pts[:, 0]), standardise(pts[:, 1])
+        r = float(np.corrcoef(zx, zy)[0, 1]) if len(zx) > 2 else float("nan")
+        fig.add_trace(go.Scatter(x=zx, y=zy, mode="markers",
+                                 marker={"symbol": SYMBOLS[i % 8], "color": OKABE_ITO[i % 8], "size": 6, "opacity": 0.6},
+                                 name=f"texts by {a['texts_from']}: Pearson r = {r:.2f}, Spearman ρ = {a['spearman']:.2f}"))
+        parts.append(f"{a['texts_from']}: r = {r:.2f}")
+    fig.add_shape(type="line", x0=-3, y0=-3, x1=3, y1=3, line={"color": "#777777", "dash": "dot", "width": 1})
+    _layout(fig, "Do two models' probes agree? " + "; ".join(parts), "generating model's probe score (z-score)",
+            "other model's probe score (z-score)", legend_rows=2)
+    fig.update_xaxes(range=[-3.5, 3.5], zeroline=False)
+    fig.update_yaxes(range=[-3.5, 3.5], zeroline=False)
     return fig
 
 
@@ -136,7 +224,7 @@ def dose_response_figure(steering: dict, scenario: str | None = None, layer: int
         fig.add_trace(go.Scatter(x=alphas, y=means, name=name, mode="lines+markers",
                                  error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}, **_style(i)))
     where = scenario or "all scenarios"
-    _layout(fig, f"Dose-response at layer {layer} ({where})", "α (relative units)", measure.replace("_", " "))
+    _layout(fig, f"Dose-response at layer {layer} ({where})", "α (relative units)", measure.replace("_", " "), legend_rows=1)
     return fig
 
 
@@ -149,15 +237,16 @@ def success_figure(steering: dict) -> go.Figure:
             r = next((r for r in steering["rates"] if r["condition"] == cond and r["layer"] == "all" and r["sign"] == sign), None)
             if r is None:
                 continue
-            xs.append(cond.label)
+            xs.append(_wrap(cond.label))
             ys.append(r["rate"])
             lo.append(r["rate"] - r["ci"][0])
             hi.append(r["ci"][1] - r["rate"])
         fig.add_trace(go.Bar(x=xs, y=ys, name="α > 0 (toward empathy)" if sign == "pos" else "α < 0 (away from empathy)",
                              marker={"color": OKABE_ITO[i], "pattern": {"shape": "" if sign == "pos" else "/"}},
                              error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}))
-    _layout(fig, "Steering success (judge ensemble moved ≥ δ the right way, and coherent)", "", "success rate")
+    _layout(fig, "Steering success (95% Wilson CIs)", "", "success rate", legend_rows=1)
     fig.update_layout(barmode="group", yaxis={"range": [0, 1]})
+    fig.update_xaxes(tickangle=0)
     return fig
 
 
@@ -168,7 +257,7 @@ def coherence_figure(steering: dict) -> go.Figure:
         alphas = sorted({d["alpha"] for d in rows})
         fig.add_trace(go.Scatter(x=alphas, y=[float(np.mean([d["coherent_rate"] for d in rows if d["alpha"] == a])) for a in alphas],
                                  name=f"layer {layer}", mode="lines+markers", **_style(i)))
-    _layout(fig, "Coherent outputs vs α (empathy direction)", "α (relative units)", "share coherent")
+    _layout(fig, "Coherent outputs vs α (empathy direction)", "α (relative units)", "share coherent", legend_rows=1)
     fig.update_layout(yaxis={"range": [0, 1.02]})
     return fig
 
@@ -188,9 +277,9 @@ def layer_scores_figure(scores: Sequence[float], best_layer: int | None = None, 
                       annotation_text="threshold: empathic above, task-focused below")
     if best_layer is not None:
         fig.add_vline(x=best_layer, line={"color": "#000000", "dash": "dash", "width": 1},
-                      annotation_text=f"best layer {best_layer}")
+                      annotation_text=f"default layer {best_layer} (best dev-split AUROC)")
     y = "projection − the layer's threshold" if thresholds is not None else "projection on the direction"
-    return _layout(fig, title, "layer", y, height=340)
+    return _layout(fig, title, "layer", y, height=340, legend_rows=1)
 
 
 def live_dose_figure(alphas: Sequence[float], probe_scores: Sequence[float], judge_probs: Sequence[float | None],

@@ -23,12 +23,14 @@ message that says what to fix; the UI shows it and keeps serving.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import hashlib
 import json
 import logging
 import math
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -45,7 +47,7 @@ import torch
 
 from .. import store
 from ..core.activations import extract, score_tokens
-from ..core.compute import on_compute, submit
+from ..core.compute import on_compute, submit, urgent
 from ..core.generation import MAX_NEW_TOKENS, GenerationRequest, RowScore, SideBySide, side_by_side, stream_side_by_side
 from ..core.models import BUNDLED, REGISTRY, ModelHandle, generation_defaults, load_model
 from ..core.probes import Probe, load_direction_file
@@ -140,6 +142,7 @@ class Service:
         self.status = Status(model=default_model)
         self._startup: Future[None] | None = None
         self.out_dir = Path(tempfile.mkdtemp(prefix="empathy-app-"))
+        atexit.register(shutil.rmtree, self.out_dir, ignore_errors=True)  # per-run downloads go when the process ends
         self._last_tidy = time.time()
         self.fitter = Fitter()
 
@@ -406,7 +409,7 @@ class Service:
             layer = self.check_layer(h, layer, best if best is not None else h.n_layers // 2)
             v_layer = best if best is not None else layer
         t0 = time.perf_counter()
-        ts = on_compute(score_tokens, h, text, dirs)
+        ts = urgent(score_tokens, h, text, dirs)  # between a running generation's decode steps, if there is one
         per_layer = ts.per_layer.tolist()
         verdict = Verdict(layer=v_layer, score=per_layer[v_layer], uploaded=bool(upload))
         if probe is not None:  # ours, or an uploaded whole probe file with its own calibration

@@ -238,6 +238,8 @@ def readout(handle: ModelHandle, layer: int, direction: torch.Tensor, sink: list
     seen = {"prompt": False}
 
     def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
+        if compute.hooks_paused():  # a short job's forward pass between decode steps
+            return None
         h = layer_hidden(output)
         if not seen["prompt"]:  # the first pass is the prompt
             seen["prompt"] = True
@@ -265,6 +267,7 @@ class _RowStreamer:
             self.prompt_seen = True
             return
         self.on_step(value.reshape(-1).tolist())
+        compute.run_urgent()  # scores queued meanwhile run here, between decode steps
 
     def end(self) -> None:
         pass

@@ -37,6 +37,7 @@ from typing import Any, Literal
 import torch
 
 from .activations import layer_hidden
+from .compute import hooks_paused
 from .models import ModelHandle
 
 Positions = Literal["all", "prompt", "generated"]
@@ -158,6 +159,8 @@ def steer(handle: ModelHandle, vectors: Mapping[int, torch.Tensor], alphas: floa
     a_dev = a.to(device=dev, dtype=dt).reshape(-1, 1, 1)  # (B, 1, 1)
 
     def pre(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        if hooks_paused():  # a short job runs between decode steps: not ours
+            return
         state.offset = _cache_length(kwargs)
         ids = kwargs.get("input_ids", args[0] if args else None)
         if state.prompt_len is None and state.offset == 0 and ids is not None:
@@ -167,6 +170,8 @@ def steer(handle: ModelHandle, vectors: Mapping[int, torch.Tensor], alphas: floa
         v = vecs[layer]
 
         def hook(module: torch.nn.Module, args: tuple, output: Any) -> Any:
+            if hooks_paused():  # a short job (a score) runs between decode steps: it sees the plain model
+                return output
             h = layer_hidden(output)
             B, T, _ = h.shape
             if a_dev.shape[0] not in (1, B):

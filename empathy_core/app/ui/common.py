@@ -9,12 +9,15 @@ from typing import Any
 
 import gradio as gr
 
-from ...errors import report
+from ...errors import UserError, report
 from ..plots import figure_csv
 from ..service import Service
 
 # Every event that touches a model shares this queue slot: one model call at a time.
 MODEL_EVENT: dict[str, Any] = {"concurrency_id": "model", "concurrency_limit": 1}
+# Scores have their own queue slot: one forward pass each, run between a generation's decode steps
+# (core/compute.py's short-job lane), so a score never waits for a whole generation.
+SCORE_EVENT: dict[str, Any] = {"concurrency_id": "score", "concurrency_limit": 1}
 # Replays only read precomputed JSON; they never wait behind a generation.
 REPLAY_EVENT: dict[str, Any] = {"concurrency_id": "replay", "concurrency_limit": 4}
 # Handlers of these events get the raw values and check them themselves: Gradio's own slider
@@ -38,12 +41,25 @@ def _error(exc: Exception) -> gr.Error:
     return gr.Error(report(exc))
 
 
+def check_complete(fn: Callable, args: tuple, kwargs: dict) -> None:
+    """``UserError`` naming the inputs an API call left out.
+
+    Gradio fills an input that a request omits with the component object itself; without this
+    check its repr ("<gradio.components.dropdown.Dropdown object at 0x…>") would reach the caller."""
+    missing = [name for name, v in zip(inspect.signature(fn).parameters, args) if isinstance(v, gr.blocks.Block)]
+    missing += [name for name, v in kwargs.items() if isinstance(v, gr.blocks.Block)]
+    if missing:
+        names = ", ".join(p for p in inspect.signature(fn).parameters if p != "request")
+        raise UserError(f"The request is missing {', '.join(missing)}: send every input ({names}).")
+
+
 def friendly(fn: Callable) -> Callable:
     """Turn a handler's exceptions into ``gr.Error``: user errors say what to fix, bugs say "internal error, logged as ID"."""
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen(*args: Any, **kwargs: Any) -> Any:
             try:
+                check_complete(fn, args, kwargs)
                 yield from fn(*args, **kwargs)
             except Exception as exc:
                 raise _error(exc) from None
@@ -52,6 +68,7 @@ def friendly(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def plain(*args: Any, **kwargs: Any) -> Any:
         try:
+            check_complete(fn, args, kwargs)
             return fn(*args, **kwargs)
         except Exception as exc:
             raise _error(exc) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from ... import store
 from ...core.export import export_vector, write_gguf, write_safetensors
 from ...core.models import REGISTRY
 from ...errors import UserError
-from ..plots import layer_auroc_figure
+from ..plots import cohens_d_figure, layer_auroc_figure
 from ..service import Service, check_alpha, check_int
 from . import fit_panel
 from .common import REPLAY_EVENT, csv_file, friendly
@@ -41,8 +42,18 @@ def mark_fitted(fig: Any, fitted: str) -> str:
     return fitted
 
 
+def separation_figure(svc: Service, key: str) -> Any:
+    """Cohen's d by layer on its own zero-based axis (none for a model without results)."""
+    det = svc.detection(svc.check_model(key))
+    return cohens_d_figure(det) if det is not None else None
+
+
 def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown) -> Any:
-    """Lay out the tab and wire its events; returns its step of the model-change chain."""
+    """Lay out the tab and wire its events; returns its step of the model-change chain.
+
+    Longer than 60 lines because it is the tab's layout followed by its own event wiring (the fit panel, the chart,
+    Cohen's d and the probe download), kept together so the tab owns its events as the rest of the UI does.
+    """
     with gr.Tab("Layers: replay", id="layers"):
         gr.Markdown("Per-layer detection on the held-out test pairs, replayed from `precomputed/` (or from your cache "
                     "for a probe fitted here).")
@@ -50,6 +61,8 @@ def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown) -> Any:
         show_ref = gr.Checkbox(False, label="Overlay the original study's curves (as reported there, not reproduced here)")
         plot = gr.Plot(label="AUROC by layer", elem_id="layers-plot")
         summary = gr.Markdown()
+        with gr.Accordion("Separation by layer (Cohen's d, its own axis)", open=False):
+            d_plot = gr.Plot(label="Cohen's d by layer", elem_id="cohens-d-plot")
         csv = gr.File(label="Chart data (CSV)")
         with gr.Accordion("Download the probe", open=False):
             with gr.Row():
@@ -86,8 +99,11 @@ def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown) -> Any:
         return str(write_safetensors(out / f"{stem}.safetensors", probe, layer, vec, a, "relative"))
 
     io: dict[str, Any] = dict(inputs_kwargs={"key": model, "reference": show_ref}, outputs=[plot, summary, csv])
+    d_fn = quietly(friendly(functools.partial(separation_figure, svc)), lambda note: None)
+    d_io: dict[str, Any] = dict(inputs_kwargs={"key": model}, outputs=d_plot, api_visibility="undocumented", **REPLAY_EVENT)
     show_ref.change(chart, api_name="layers_chart", **io, **REPLAY_EVENT)
     demo.load(chart, api_name="on_load_layers", api_visibility="undocumented", **io, **REPLAY_EVENT)
+    demo.load(d_fn, api_name="on_load_cohens_d", **d_io)
     d_btn.click(download, inputs_kwargs={"key": model, "layer": d_layer, "fmt": d_fmt, "alpha": d_alpha}, outputs=d_file,
                 api_name="download_probe", **REPLAY_EVENT)
 
@@ -96,6 +112,7 @@ def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown) -> Any:
 
     def follow(trigger: Any) -> Any:
         return panel.follow(svc, model, trigger(quietly(chart, lambda note: (None, note, None)), api_name="layers_chart_on_model",
-                                                api_visibility="undocumented", **io, **REPLAY_EVENT), "layers_fit_note_on_model")
+                                                api_visibility="undocumented", **io, **REPLAY_EVENT).then(
+            d_fn, api_name="cohens_d_on_model", **d_io), "layers_fit_note_on_model")
 
     return follow

@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 
 from ...core.models import BUNDLED
+from ...errors import UserError, report
 from ..service import HUB_FALLBACK_NOTE, Service, model_choices
 from .common import MODEL_EVENT, friendly, gpu
 
@@ -26,10 +27,11 @@ class ModelBar:
         self.svc = svc
         with gr.Row():
             # allow_custom_value: a Hugging Face id or a local model directory, checked on the server (check_model)
-            self.dropdown = gr.Dropdown(model_choices(), value=svc.default_model, label="Model (or type a Hugging Face "
-                                        "id or a local model directory)", scale=2, elem_id="model-select",
-                                        allow_custom_value=True)
-            with gr.Column(scale=3):
+            self.dropdown = gr.Dropdown(model_choices(), value=svc.default_model, label="Model (or type a Hub id or a folder)",
+                                        scale=3, elem_id="model-select", allow_custom_value=True)
+            # The last model that loaded for this visitor: a failed choice goes back to it.
+            self.last_ok = gr.State(svc.default_model)
+            with gr.Column(scale=2):
                 self.status = gr.Markdown(svc.status_line(), elem_id="status-line")
                 self.note = gr.Markdown()
         timer = gr.Timer(1.0)
@@ -48,9 +50,16 @@ class ModelBar:
 
         @gpu
         @friendly
-        def select_model(key: str) -> str:
-            """Load the chosen model (or find it loaded) and describe it."""
-            h = svc.handle(key)
+        def select_model(key: str, last_ok: str) -> tuple:
+            """Load the chosen model (or find it loaded) and describe it. A model that cannot load here
+            puts the selector back on the last one that did, and says why (a note and a warning)."""
+            try:
+                h = svc.handle(key)
+            except UserError as exc:
+                why = report(exc, "select_model")
+                back = last_ok if last_ok and last_ok != key else svc.default_model
+                gr.Warning(f"{key} cannot be used here: {why} Back on {back}.")
+                return f"**{key} cannot be used here**: {why} The selector is back on **{back}**.", back, back
             note = (f"**{h.key}** ready: {h.n_layers} layers, hidden size {h.hidden_size}, "
                     f"{'chat' if h.is_chat else 'base'} model; loaded in {h.load_seconds:.1f} s"
                     f"{' from the cache' if h.from_cache else ''}.")
@@ -61,12 +70,12 @@ class ModelBar:
                 note += f" Its probe was {svc.fit_note(h.key)}; there is no steering sweep for it."
             if h.key in BUNDLED and h.revision.startswith("hub:"):
                 note += " " + HUB_FALLBACK_NOTE
-            return note
+            return note, gr.skip(), h.key
 
         trigger: Any = self.dropdown.change
         for step in before_load:
             trigger = step(trigger).then
-        trigger = trigger(select_model, inputs_kwargs={"key": self.dropdown}, outputs=self.note, api_name="select_model",
-                          **MODEL_EVENT).success
+        trigger = trigger(select_model, inputs_kwargs={"key": self.dropdown, "last_ok": self.last_ok},
+                          outputs=[self.note, self.dropdown, self.last_ok], api_name="select_model", **MODEL_EVENT).success
         for step in after_load:
             trigger = step(trigger).then

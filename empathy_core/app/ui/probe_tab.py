@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gradio as gr
@@ -9,7 +10,7 @@ import gradio as gr
 from ..plots import layer_scores_figure, token_heatmap_html
 from ..service import MAX_TEXT_CHARS, MAX_TEXT_TOKENS, ScoreResult, Service, examples
 from . import fit_panel
-from .common import MODEL_EVENT, RAW_INPUTS, REPLAY_EVENT, csv_file, file_path, friendly, gpu
+from .common import RAW_INPUTS, REPLAY_EVENT, SCORE_EVENT, csv_file, file_path, friendly, gpu
 
 INTRO = (f"Type or pick a reply an agent might write in one of the games. One forward pass projects every layer's "
          f"hidden states on that layer's empathy direction. Up to {MAX_TEXT_TOKENS} tokens.")
@@ -20,7 +21,9 @@ def verdict_markdown(svc: Service, r: ScoreResult) -> str:
     lines = []
     if v.probability is not None:
         lines.append(f"### {'Empathic' if v.label == 'empathic' else 'Task-focused'}: P(empathic) = {v.probability:.2f}")
-        lines.append(f"Score **{v.score:.2f}** at layer {v.layer} (the best layer by dev-split AUROC). "
+        where = ("the layer you scored at; your file's calibration" if v.uploaded else
+                 "this app's default layer, the best by dev-split AUROC in the precomputed detection run")
+        lines.append(f"Score **{v.score:.2f}** at layer {v.layer} ({where}). "
                      f"P is a Platt calibration of that score fitted on the dev split"
                      + (f"; the plain threshold (midpoint of the train class means) is {v.threshold:.2f}."
                         if v.threshold is not None else "."))
@@ -48,6 +51,14 @@ def chart_title(svc: Service, key: str, uploaded: bool) -> str:
     return f"Probe score by layer ({key}{'; probe ' + fitted if fitted else ''})"
 
 
+def layer_update(svc: Service, key: str) -> Any:
+    """The heatmap layer's range and default for the chosen model (from its results, or once it has loaded)."""
+    i = svc.model_info(key)
+    if i.get("n_layers") is None:  # not loaded and no results: the range follows once it has loaded
+        return gr.skip()
+    return gr.update(maximum=i["n_layers"] - 1, value=i["best_layer"])
+
+
 def build(svc: Service, model: gr.Dropdown, info: dict) -> Any:
     """Lay out the tab and wire its events; returns its step of the model-change chain."""
     n_layers = info.get("n_layers", 32)
@@ -70,8 +81,9 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> Any:
         verdict = gr.Markdown(elem_id="probe-verdict")
         with gr.Row():
             with gr.Column():
-                chart = gr.Plot(label="Score by layer", elem_id="probe-chart")
-                chart_csv = gr.File(label="Chart data (CSV)")
+                # Hidden until the first score: empty boxes would only lengthen the page.
+                chart = gr.Plot(label="Score by layer", elem_id="probe-chart", visible=False)
+                chart_csv = gr.File(label="Chart data (CSV)", visible=False)
             with gr.Column():
                 gr.Markdown("**Token by token** at the chosen layer: each token's projection, relative to the probe's "
                             "threshold at that layer.")
@@ -89,17 +101,15 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> Any:
         return verdict_markdown(svc, r), fig, html, csv_file(svc, fig, "probe-scores")
 
     args = dict(fn=score, inputs_kwargs={"key": model, "text": text, "layer": layer, "upload": upload},
-                outputs=[verdict, chart, heat, chart_csv], **RAW_INPUTS, **MODEL_EVENT)
-    go_btn.click(api_name="score", **args)
-    text.submit(api_name="score_on_enter", api_visibility="undocumented", **args)
+                outputs=[verdict, chart, heat, chart_csv], **RAW_INPUTS, **SCORE_EVENT)
+    # The chart and its CSV stay hidden until the first score; the API itself returns plain values.
+    shown: dict[str, Any] = dict(fn=lambda: (gr.update(visible=True),) * 2, inputs=None, outputs=[chart, chart_csv],
+                                 api_visibility="undocumented", queue=False, show_progress="hidden")
+    go_btn.click(api_name="score", **args).success(api_name="score_show", **shown)
+    text.submit(api_name="score_on_enter", api_visibility="undocumented", **args).success(api_name="score_show_on_enter",
+                                                                                           **shown)
 
-    @friendly
-    def on_model(key: str) -> Any:
-        """The heatmap layer's range and default for the chosen model (from its results, or once it has loaded)."""
-        i = svc.model_info(key)
-        if i.get("n_layers") is None:  # not loaded and no results: the range follows once it has loaded
-            return gr.skip()
-        return gr.update(maximum=i["n_layers"] - 1, value=i["best_layer"])
+    on_model = friendly(functools.partial(layer_update, svc))
 
     panel.wire(svc, model, "fit_probe", dict(fn=on_model, inputs_kwargs={"key": model}, outputs=layer, api_name="probe_layout_after_fit"))
 

@@ -79,7 +79,9 @@ def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown) -> Any:
                 f_seed = gr.Dropdown(choices(s0["seeds"]), value=ALL, label="Seed", allow_custom_value=True)
                 f_cond = gr.Dropdown([("All", ALL)] + [(c.label, c.value) for c in Condition], value=ALL, label="Condition")
             samples_df = gr.Dataframe(headers=["scenario", "layer", "α", "seed", "condition", "judge ensemble", "coherent",
-                                               "text"], wrap=True, interactive=False, max_height=420)
+                                               "text"], wrap=True, interactive=False, max_height=420,
+                                     elem_id="samples-table", elem_classes=["wrapped-table"],
+                                     column_widths=["11%", "8%", "8%", "8%", "12%", "9%", "9%", "35%"])
 
     @friendly
     def charts(key: str, scenario: Any, layer: Any) -> tuple:
