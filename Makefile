@@ -1,5 +1,5 @@
 # Two commands set up everything on a fresh machine:
-#   make demo   create .venv, install, launch the app at http://127.0.0.1:7860 on smollm2-135m (offline)
+#   make demo   create .venv, install, launch the app at http://127.0.0.1:7860 on qwen2.5-coder-0.5b (offline)
 #   make test   create .venv, install, run ruff and mypy, then the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -33,7 +33,7 @@ test-fast: $(VENV)/.installed
 	$(PY) -m pytest -m "not real"
 
 bench: $(VENV)/.installed
-	$(PY) -m empathy_core bench --model smollm2-135m --json bench.json
+	$(PY) -m empathy_core bench --model qwen2.5-coder-0.5b --json bench.json
 
 bench-app: $(VENV)/.installed
 	$(PY) -m empathy_core bench-app --json bench-app.json

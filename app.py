@@ -26,7 +26,7 @@ from empathy_core.app.service import Service
 from empathy_core.app.ui import cross_tab, layers_tab, probe_tab, steer_tab, steering_tab
 from empathy_core.app.ui.model_bar import ModelBar
 from empathy_core.app.ui.theme import theme_head
-from empathy_core.core.models import REGISTRY
+from empathy_core.core.models import DEFAULT_MODEL, REGISTRY
 
 ROOT = Path(__file__).resolve().parent
 QUEUE_SIZE = int(os.environ.get("EMPATHY_QUEUE_SIZE", "64"))
@@ -75,7 +75,7 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, **kw: obj
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--model", default=os.environ.get("EMPATHY_MODEL", "smollm2-135m"), choices=list(REGISTRY))
+    ap.add_argument("--model", default=os.environ.get("EMPATHY_MODEL", DEFAULT_MODEL), choices=list(REGISTRY))
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     ap.add_argument("--no-warmup", action="store_true", help="skip the short warm-up generation after loading")

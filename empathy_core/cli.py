@@ -27,6 +27,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from .core.models import DEFAULT_MODEL
 from .errors import UserError
 from .store import load_detection, load_probe, model_dir, write_json
 
@@ -278,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     pc.set_defaults(func=cmd_precompute)
 
     b = sub.add_parser("bench", help="benchmark generation, steering, scoring, extraction and loading in one run")
-    b.add_argument("--model", default="smollm2-135m")
+    b.add_argument("--model", default=DEFAULT_MODEL)
     b.add_argument("--new-tokens", type=positive_int, default=48)
     b.add_argument("--repeats", type=positive_int, default=3)
     b.add_argument("--n", type=positive_int, default=100, help="texts for the extraction benchmark")

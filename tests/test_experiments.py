@@ -121,7 +121,7 @@ def test_reproduces_committed_manifest_hashes():
     assert man["schema"] == "empathy-precomputed/1"
 
 
-@pytest.mark.parametrize("key", ["smollm2-135m", "gemma3-270m"])
+@pytest.mark.parametrize("key", ["smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b"])
 def test_committed_results_are_small_and_safe(key):
     d = PRECOMPUTED / key
     total = sum(p.stat().st_size for p in d.rglob("*") if p.is_file())

@@ -49,7 +49,7 @@ from .. import store
 from ..core.activations import extract, score_tokens
 from ..core.compute import on_compute, submit, urgent
 from ..core.generation import MAX_NEW_TOKENS, GenerationRequest, RowScore, SideBySide, side_by_side, stream_side_by_side
-from ..core.models import BUNDLED, REGISTRY, ModelHandle, generation_defaults, load_model
+from ..core.models import BUNDLED, DEFAULT_MODEL, REGISTRY, ModelHandle, generation_defaults, load_model
 from ..core.probes import Probe, load_direction_file
 from ..core.prompts import render_prompt
 from ..core.steering import Positions, raw_alpha
@@ -80,7 +80,7 @@ log = logging.getLogger(__name__)
 OUTPUT_MAX_AGE_S = 2 * 3600  # result and CSV files the app wrote for download
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,95}$")  # org/name, as the hub allows
 HUB_FALLBACK_NOTE = ("(Loaded from the Hugging Face hub at full precision: the committed probes were fitted on the "
-                     "bundled Q4 weights, so scores differ slightly from the replayed results.)")
+                     "bundled quantized GGUF weights, so scores differ slightly from the replayed results.)")
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ class _Session:
 
 
 class Service:
-    def __init__(self, default_model: str = "smollm2-135m", max_models: int = 2, root: Path | None = None,
+    def __init__(self, default_model: str = DEFAULT_MODEL, max_models: int = 2, root: Path | None = None,
                  judge: bool = True) -> None:
         if default_model not in REGISTRY:
             raise UserError(f"Unknown default model {default_model!r}; choose one of {', '.join(REGISTRY)}.")

