@@ -70,13 +70,17 @@ def measure_bandwidth(mib: int = 512, repeats: int = 5) -> float:
 
 
 def weight_bytes_per_token(handle: ModelHandle) -> int:
-    """Bytes of weights one decode step reads: every parameter once (a tied embedding / LM head
-    counts once, read by the LM head; the embedding lookup reads a single row)."""
+    """Bytes of weights one decode step reads: every parameter once, except the input embedding table,
+    of which a step reads one row (unless it is tied to the LM head, which reads all of it)."""
     seen, total = set(), 0
     for p in handle.model.parameters():
         if p.data_ptr() not in seen:
             seen.add(p.data_ptr())
             total += p.numel() * p.element_size()
+    emb = handle.model.get_input_embeddings().weight
+    out = handle.model.get_output_embeddings()
+    if out is None or out.weight.data_ptr() != emb.data_ptr():
+        total -= (emb.shape[0] - 1) * emb.shape[1] * emb.element_size()
     return total
 
 
