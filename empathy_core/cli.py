@@ -5,7 +5,7 @@
     python -m empathy_core export --model smollm2-135m --layer best [--alpha A] --format safetensors|gguf --out FILE
     python -m empathy_core fit --model ID_OR_PATH [--refresh]
     python -m empathy_core gpu-check --json OUT [--sizes tiny|study] [--dtypes bf16,fp16]
-    python -m empathy_core precompute --model smollm2-135m [--quick] [--refresh] [--out-dir DIR]
+    python -m empathy_core precompute --model smollm2-135m [--quick] [--refresh] [--only detection] [--out-dir DIR]
     python -m empathy_core bench --model smollm2-135m [--json OUT]
     python -m empathy_core bench-app [--json OUT]
     python -m empathy_core bench-fit [--model smollm2-135m] [--json OUT]
@@ -167,6 +167,12 @@ def cmd_precompute(a: argparse.Namespace) -> int:
         refresh_summaries(a.model, a.out_dir)
         print(f"Refreshed the summaries of {a.model} from its stored generations.")
         return 0
+    if a.only == "detection":
+        from .study.precompute import run_detection_only
+
+        timings = run_detection_only(a.model, progress=True, root=a.out_dir)
+        print(f"precompute --only detection {a.model}: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
+        return 0
     s = SweepSettings()
     if a.quick:  # a small slice, for smoke tests
         s = SweepSettings(alphas=(-0.3, 0.0, 0.3), seeds=(0,), new_tokens=16, scenarios=("listener",))
@@ -276,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--refresh", action="store_true",
                     help="recompute summaries (lexical ablation, success rates, cross-model, manifest) from stored results")
     pc.add_argument("--out-dir", type=Path, default=None, help="default: precomputed/")
+    pc.add_argument("--only", choices=["detection"], default=None,
+                    help="detection only: probes, detection.json, lexical ablation, cross-model, manifest; the steering "
+                         "sweep is kept (and the direction it used is copied to sweep_direction.safetensors first)")
     pc.set_defaults(func=cmd_precompute)
 
     b = sub.add_parser("bench", help="benchmark generation, steering, scoring, extraction and loading in one run")

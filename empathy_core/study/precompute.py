@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from .sweep import SweepRecord, SweepSettings
 from . import dataset, metrics
 
-SCHEMA_VERSION = "empathy-precomputed/1"
+SCHEMA_VERSION = "empathy-precomputed/2"
+SWEEP_DIRECTION = "sweep_direction.safetensors"
 
 # Neutral stand-ins for the cue words, used on both sides of every pair.
 PARAPHRASE = {
@@ -76,9 +77,17 @@ def lexical_ablation(handle: ModelHandle, probe: Probe) -> dict:
     rows = [{"layer": L, "auroc_original": metrics.auroc(S0[:, L], y), "auroc_ablated": metrics.auroc(S1[:, L], y)}
             for L in range(probe.n_layers)]
     remaining = sum(bool(dataset.cue_words(t)) for t in ablated)
-    return {"n_texts": len(ts.texts), "texts_changed": changed, "texts_with_cues_after": remaining,
-            "method": "each cue word (dataset.CUE_RE) replaced by a neutral stand-in on both sides (precompute.PARAPHRASE)",
-            "layers": rows}
+    rec = {"n_texts": len(ts.texts), "texts_changed": changed, "texts_with_cues_after": remaining,
+           "method": "each cue word (dataset.CUE_RE) replaced by a neutral stand-in on both sides (precompute.PARAPHRASE)",
+           "probe": "the study's mean difference (directions)", "layers": rows}
+    det = probe.detection
+    if det is not None:
+        D0 = det.score(extract(handle, ts.texts, pooling=det.pooling, scenarios=ts.scenarios).pooled).numpy()  # type: ignore[arg-type]
+        D1 = det.score(extract(handle, ablated, pooling=det.pooling, scenarios=ts.scenarios).pooled).numpy()  # type: ignore[arg-type]
+        rec["detection_probe"] = {"method": det.method, "pooling": det.pooling, "layer": det.layer,
+                                  "layers": [{"layer": L, "auroc_original": metrics.auroc(D0[:, L], y),
+                                              "auroc_ablated": metrics.auroc(D1[:, L], y)} for L in range(probe.n_layers)]}
+    return rec
 
 
 def _git_commit() -> str:
@@ -92,6 +101,56 @@ def _git_commit() -> str:
 def other_model(key: str) -> str:
     others = [k for k in BUNDLED if k != key]
     return others[0]
+
+
+def keep_sweep_direction(key: str, root: Path) -> Path | None:
+    """Before a new probe file replaces the old one: copy the probe the committed steering sweep used into
+    ``KEY/sweep_direction.safetensors`` (its directions and norms, with the old dataset sha256 and the sweep's
+    layers), unless it is there already. The sweep is then replayable after the detection probe changes."""
+    from ..core.probes import Probe
+
+    out = model_dir(key, root)
+    dst, st_path = out / SWEEP_DIRECTION, out / "steering.json"
+    if dst.exists() or not st_path.exists() or not has_probe(key, root):
+        return dst if dst.exists() else None
+    old = Probe.load(probe_path(key, root))
+    st = read_json(st_path)
+    sweep_probe = Probe(directions=old.directions, mean_norms=old.mean_norms, thresholds=old.thresholds,
+                        class_means=old.class_means, calib=old.calib,
+                        meta={**{k: v for k, v in old.meta.items() if k not in ("schema", "layer_convention", "created")},
+                              "purpose": "the direction the committed steering sweep (steering.json) used",
+                              "sweep_layers": st["settings"]["layers"], "sweep_probe_layer": st["probe_layer"],
+                              "copied_from": "probes.safetensors as committed before issue 10's data change"})
+    sweep_probe.save(dst)
+    return dst
+
+
+def run_detection_only(key: str, progress: bool = True, root: Path | None = None) -> dict:
+    """``precompute --only detection``: detection and lexical ablation, then cross-model and manifest.
+
+    The steering sweep is left as it is; the direction it used is kept first (``keep_sweep_direction``).
+    """
+    from .experiments import DetectionSettings, run_detection
+
+    root = root or PRECOMPUTED
+    t0 = time.perf_counter()
+    handle = load_model(key)
+    out = model_dir(handle.key, root)
+    keep_sweep_direction(handle.key, root)
+    probe, record = run_detection(handle, DetectionSettings(cache_activations=True), progress=progress,
+                                  log=lambda m: print(f"[{handle.key}] {m}", flush=True) if progress else None)
+    timings = {"detection_s": round(time.perf_counter() - t0, 1)}
+    record["seconds"]["precompute_detection_only"] = timings["detection_s"]
+    probe.save(out / "probes.safetensors")
+    write_json(out / "detection.json", record)
+    t = time.perf_counter()
+    write_json(out / "lexical_ablation.json", lexical_ablation(handle, probe))
+    timings["lexical_ablation_s"] = round(time.perf_counter() - t, 1)
+    write_cross_model(root)
+    write_reference_study(root)
+    write_manifest(root)
+    timings["total_s"] = round(time.perf_counter() - t0, 1)
+    return timings
 
 
 def run_precompute(key: str, settings: SweepSettings | None = None, progress: bool = True, root: Path | None = None,
@@ -284,6 +343,23 @@ def write_reference_study(root: Path) -> None:
     write_json(root / "reference_study.json", REFERENCE)
 
 
+def file_dataset_sha256(path: Path, root: Path) -> str | None:
+    """The dataset sha256 a result file was computed on: its own record where it has one; a model's steering
+    and judge files follow the sweep's direction file (or, before one exists, the probe file)."""
+    from ..core.probes import read_safetensors
+
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)[1].get("dataset_sha256")
+    if path.parent == root:
+        return dataset.dataset_sha256() if path.name == "cross_model.json" else None
+    if path.name in ("steering.json", "judges.json"):
+        src = path.parent / SWEEP_DIRECTION
+        src = src if src.exists() else path.parent / "probes.safetensors"
+        return read_safetensors(src)[1].get("dataset_sha256") if src.exists() else None
+    obj = read_json(path)
+    return obj.get("dataset_sha256", dataset.dataset_sha256() if path.name == "lexical_ablation.json" else None)
+
+
 def write_manifest(root: Path) -> None:
     files = {}
     for p in sorted(root.rglob("*")):
@@ -296,5 +372,6 @@ def write_manifest(root: Path) -> None:
             settings[key] = read_json(f)["settings"]
     write_json(root / "manifest.json", {"schema": SCHEMA_VERSION, "empathy_core_version": __version__, "git_commit": _git_commit(),
                                         "dataset_sha256": dataset.dataset_sha256(), "settings": settings, "files": files,
+                                        "dataset_sha256_per_file": {rel: file_dataset_sha256(root / rel, root) for rel in files},
                                         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
