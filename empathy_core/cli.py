@@ -12,7 +12,8 @@
 
 ``extract`` writes ``precomputed/KEY/probes.safetensors`` and ``precomputed/KEY/detection.json``.
 ``score`` reads them; each input line is a JSON object with a "text" field, and each output
-line is that object plus "score" (the projection on the probe) and "layer".
+line is that object plus "score" (the projection on the probe), "layer" and "probe"; with the default detection
+probe also "verdict" ("ok", or "too_short" / "too_far": can't judge) and "p_empathic" (null when it can't judge).
 
 This module only parses arguments and calls the library; results are read and written by
 ``store.py``. A ``UserError`` (bad input, missing results, a model that cannot load here)
@@ -92,25 +93,36 @@ def _read_jsonl(path: str) -> list[dict]:
 
 
 def cmd_score(a: argparse.Namespace) -> int:
+    """Score texts with the default detection probe (its method, pooling and layer, and its can't-judge gate), or
+    with the study's mean difference (``--probe study``, or a probe file without a detection probe)."""
     from .core.activations import extract
     from .core.models import load_model
 
     probe = load_probe(a.model, a.out_dir)
     detection = load_detection(a.model, a.out_dir)
     rows = _read_jsonl(a.inp)
-    layer = resolve_layer(a.layer, detection, probe.n_layers)
+    det = probe.detection if a.probe == "default" else None
+    layer = resolve_layer(a.layer, {**detection, "best_layer": det.layer} if det is not None else detection, probe.n_layers)
     handle = load_model(a.model)
     probe.check_compatible(handle.n_layers, handle.hidden_size, handle.key)
-    pooling = probe.meta.get("pooling", "mean")
+    pooling = det.pooling if det is not None else probe.meta.get("pooling", "mean")
     scenarios = [r.get("scenario") or "" for r in rows] if pooling == "chat" else None
-    acts = extract(handle, [r["text"] for r in rows], pooling=pooling, scenarios=scenarios, progress=True, desc="scoring")
-    scores = probe.score(acts.pooled)[:, layer]
+    acts = extract(handle, [r["text"] for r in rows], pooling=pooling, scenarios=scenarios, progress=True, desc="scoring")  # type: ignore[arg-type]
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w") as f:
-        for r, s in zip(rows, scores.tolist()):
-            f.write(json.dumps({**r, "score": s, "layer": layer}, ensure_ascii=False) + "\n")
-    print(f"Scored {len(rows)} texts at layer {layer}; wrote {out}")
+        if det is None:
+            for r, s in zip(rows, probe.score(acts.pooled)[:, layer].tolist()):
+                f.write(json.dumps({**r, "score": s, "layer": layer, "probe": "study_mean_diff"}, ensure_ascii=False) + "\n")
+        else:
+            scores = det.score(acts.pooled)[:, layer].tolist()
+            gate = det.gate().verdict(acts.pooled[:, det.layer].double().numpy(), acts.n_tokens.numpy())
+            for r, s, g in zip(rows, scores, gate.tolist()):
+                p = det.probability(s, layer) if g == "ok" else None
+                f.write(json.dumps({**r, "score": s, "layer": layer, "probe": det.method, "verdict": g,
+                                    "p_empathic": p}, ensure_ascii=False) + "\n")
+    print(f"Scored {len(rows)} texts at layer {layer} with "
+          f"{'the default detection probe (' + det.method + ')' if det is not None else 'the study mean difference'}; wrote {out}")
     return 0
 
 
@@ -148,6 +160,14 @@ def cmd_fit(a: argparse.Namespace) -> int:
         return 0
     res = fit_model(handle, progress=True)
     print(f"Fitted {handle.key} in {res.seconds:.1f} s; best layer (dev AUROC) {res.best_layer}. Wrote {res.path}")
+    return 0
+
+
+def cmd_results_table(a: argparse.Namespace) -> int:
+    """Print the detection goal tables (README and About) from the committed detection.json files."""
+    from .study.report import detection_results
+
+    print(detection_results(a.out_dir))
     return 0
 
 
@@ -263,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--in", dest="inp", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--out-dir", type=Path, default=None, help="where probes live; default: precomputed/")
+    s.add_argument("--probe", default="default", choices=["default", "study"],
+                   help="default: the dev-chosen detection probe with its can't-judge gate; study: the mean difference")
     s.set_defaults(func=cmd_score)
 
     x = sub.add_parser("export", help="export a direction as safetensors or a llama.cpp control vector (GGUF)")
@@ -275,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True)
     x.add_argument("--out-dir", type=Path, default=None, help="where probes live; default: precomputed/")
     x.set_defaults(func=cmd_export)
+
+    rt = sub.add_parser("results-table", help="print the detection goal tables from the committed detection.json files")
+    rt.add_argument("--out-dir", type=Path, default=None, help="default: precomputed/")
+    rt.set_defaults(func=cmd_results_table)
 
     pc = sub.add_parser("precompute", help="detection, lexical ablation, steering sweep, judges: everything the app replays")
     pc.add_argument("--model", required=True)

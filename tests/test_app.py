@@ -129,10 +129,10 @@ def test_switching_models_updates_controls_and_replays(client):
     assert f"Best steering layer {st['best_steering_layer']}" in out[3]
     assert "layer 6" in json.dumps(out[7]) or out[7] == st["best_steering_layer"]
     assert all(r[1] in st["settings"]["layers"] for r in out[11]["data"])
-    plot, summary, _ = client.predict("gemma3-270m", False, api_name="/layers_chart_on_model")
+    plot, summary, _, _ = client.predict("gemma3-270m", False, api_name="/layers_chart_on_model")
     assert f"best layer {det['best_layer']} of 18" in summary
     # A study model that cannot load here: the replays clear with a note instead of an error pop-up.
-    plot, summary, _ = client.predict("phi3-mini", False, api_name="/layers_chart_on_model")
+    plot, summary, _, _ = client.predict("phi3-mini", False, api_name="/layers_chart_on_model")
     assert plot is None and "precompute --model phi3-mini" in summary
     # Choosing it puts the selector back on the last model that loaded for this visitor, and says why.
     note, chosen = client.predict("phi3-mini", api_name="/select_model")
@@ -184,9 +184,21 @@ def test_layers_chart_replays_detection_json_and_toggles_the_reference(client):
     from empathy_core.store import load_detection
 
     det = load_detection(KEY)
-    plot, summary, chart_csv = client.predict(KEY, False, api_name="/layers_chart")
+    plot, summary, chart_csv, conf_plot = client.predict(KEY, False, api_name="/layers_chart")
     traces = {t["name"]: t for t in plot_data(plot)}
-    assert traces[probe_label(det)]["y"] == pytest.approx([r["auroc_test"] for r in det["layers"]])
+    # the default probe and the study's mean difference side by side, the text-only baselines as lines
+    assert traces[probe_label(det)]["y"] == pytest.approx([r["auroc_test"] for r in det["default_curve"]])
+    study = "the study's method: mean difference of the class means, mean pooling"
+    assert traces[study]["y"] == pytest.approx([r["auroc_test"] for r in det["layers"]])
+    for b in det["baselines"].values():
+        line = traces[f"text-only baseline: {b['name']} ({b['test_auroc']:.2f})"]
+        assert line["y"] == pytest.approx([b["test_auroc"]] * 2)
+    # per-axis confound AUROC with CIs, for the default probe, the study's method and the baselines
+    bars = {t["name"]: t for t in plot_data(conf_plot)}
+    assert bars[probe_label(det)]["y"] == pytest.approx(
+        [det["reports"]["default"]["confound_heldout"][a]["auroc"] for a in ("sentiment", "politeness", "length", "enthusiasm")])
+    assert len(bars) == 2 + len(det["baselines"])
+    assert "chosen on the dev split only by the pre-registered rule" in summary
     band = "random directions: mean to 95th percentile"
     assert traces[f"{band} upper"]["y"] == pytest.approx([r["random_auroc_p95"] for r in det["layers"]])
     assert traces[band]["y"] == pytest.approx([r["random_auroc_mean"] for r in det["layers"]])
@@ -194,7 +206,7 @@ def test_layers_chart_replays_detection_json_and_toggles_the_reference(client):
     with_ref = plot_data(client.predict(KEY, True, api_name="/layers_chart")[0])
     assert sum("reported by the original study" in t["name"] for t in with_ref) == 3
     assert f"best layer {det['best_layer']}" in summary
-    assert {r["trace"] for r in read_csv(chart_csv)} >= {probe_label(det), "leave-one-scenario-out AUROC"}
+    assert {r["trace"] for r in read_csv(chart_csv)} >= {probe_label(det), "study's method: leave-one-scenario-out AUROC"}
 
 
 def test_cross_model_charts(client):

@@ -70,7 +70,7 @@ def test_fit_flow_through_the_api_and_a_reload_finds_it(tmp_path, monkeypatch):
         best = svc.detection(model)["best_layer"]
         assert json.loads(Path(out[6]).read_text())["layer"] == best
         # 6. the Layers chart, from the fit
-        fig, summary, csv = client.predict(model, False, api_name="/layers_chart")
+        fig, summary, csv, _ = client.predict(model, False, api_name="/layers_chart")
         assert f"best layer {best} of 4" in summary and "fitted on this machine at" in summary
         assert Path(csv).read_text().count("\n") > 4
     finally:
@@ -78,7 +78,7 @@ def test_fit_flow_through_the_api_and_a_reload_finds_it(tmp_path, monkeypatch):
     # 7. a reload: a new app instance, same cache, finds the fit without fitting again
     svc2, demo2, url2 = launch(root)
     try:
-        fig, summary, csv = Client(url2, verbose=False).predict(model, False, api_name="/layers_chart")
+        fig, summary, csv, _ = Client(url2, verbose=False).predict(model, False, api_name="/layers_chart")
         assert "fitted on this machine at" in summary and svc2.fitter.started == 0
     finally:
         demo2.close()

@@ -92,7 +92,9 @@ class Verdict:
     uploaded: bool
     probability: float | None = None
     threshold: float | None = None
-    label: str | None = None  # "empathic" | "task-focused"
+    label: str | None = None  # "empathic" | "task-focused" | "cannot_judge"
+    cannot_judge: str | None = None  # why not: "too_short" | "too_far" (the detection probe's gate)
+    method: str | None = None  # the detection method that scored it (None: the study's mean difference or an upload)
 
 
 @dataclass
@@ -395,11 +397,17 @@ class Service:
 
     # ------------------------------------------------------------------ scoring
     def score(self, key: str, text: Any, layer: Any = None, upload: str | None = None) -> ScoreResult:
-        """Score ``text`` at every layer in one forward pass; the verdict at the best layer (or ``layer`` for uploads)."""
+        """Score ``text`` at every layer in one forward pass; the verdict at the default layer (``layer`` for uploads).
+
+        With this app's probe the dev-chosen detection probe reads the text (its method, pooling and layer), and
+        its can't-judge gate answers "can't judge this" instead of a probability for texts too short or too far
+        from the fitting data; an upload (or a probe file without a detection probe) scores with its directions.
+        """
         h = self.handle(key)
         text = self.check_text(h, text)
         dirs, probe = self._directions(h, upload)
-        best = self.best_layers(h.key)[0] if self.has_results(h.key) else None
+        det = probe.detection if probe is not None and not upload else None
+        best = det.layer if det is not None else (self.best_layers(h.key)[0] if self.has_results(h.key) else None)
         if upload:  # a user's file: its own layers decide the default, and the verdict is read where asked
             have = self.uploaded_layers(dirs)
             layer = self.check_layer(h, layer, best if best in have else have[0])
@@ -409,16 +417,29 @@ class Service:
             layer = self.check_layer(h, layer, best if best is not None else h.n_layers // 2)
             v_layer = best if best is not None else layer
         t0 = time.perf_counter()
-        ts = urgent(score_tokens, h, text, dirs)  # between a running generation's decode steps, if there is one
+        if det is not None:
+            ts = urgent(score_tokens, h, text, det.directions, det.pooling)
+        else:  # between a running generation's decode steps, if there is one
+            ts = urgent(score_tokens, h, text, dirs)
         per_layer = ts.per_layer.tolist()
         verdict = Verdict(layer=v_layer, score=per_layer[v_layer], uploaded=bool(upload))
-        if probe is not None:  # ours, or an uploaded whole probe file with its own calibration
+        thresholds = det.thresholds if det is not None else (probe.thresholds if probe is not None else None)
+        if det is not None and ts.pooled is not None:
+            why = str(det.gate().verdict(ts.pooled[v_layer].double().numpy()[None], [ts.n_tokens])[0])
+            if why != "ok":
+                verdict = Verdict(layer=v_layer, score=verdict.score, uploaded=False, label="cannot_judge",
+                                  cannot_judge=why, method=det.method)
+            else:
+                p = det.probability(verdict.score, v_layer)
+                verdict = Verdict(layer=v_layer, score=verdict.score, uploaded=False, probability=p, method=det.method,
+                                  threshold=float(det.thresholds[v_layer]), label="empathic" if p >= 0.5 else "task-focused")
+        elif probe is not None:  # ours without a detection probe, or an uploaded whole probe file with its own calibration
             p = probe.probability(verdict.score, v_layer)
             verdict = Verdict(layer=v_layer, score=verdict.score, uploaded=bool(upload), probability=p,
                               threshold=float(probe.thresholds[v_layer]), label="empathic" if p >= 0.5 else "task-focused")
         return ScoreResult(model=h.key, layer=layer, best_layer=best, per_layer=per_layer, tokens=ts.tokens,
                            token_scores=ts.per_token[layer].tolist(), verdict=verdict, seconds=time.perf_counter() - t0,
-                           threshold=float(probe.thresholds[layer]) if probe is not None else 0.0)
+                           threshold=float(thresholds[layer]) if thresholds is not None else 0.0)
 
     # ------------------------------------------------------------------ steering
     def render(self, h: ModelHandle, scenario: str, prompt: str) -> str:

@@ -221,6 +221,8 @@ class TokenScores:
     tokens: list[str]  # the text's own tokens, as strings
     per_token: torch.Tensor  # (L, T_text) projection of each token's state on each layer's direction
     per_layer: torch.Tensor  # (L,) pooled projection (the text's score at each layer)
+    pooled: torch.Tensor | None = None  # (L, H) the pooled activations themselves (for the can't-judge gate)
+    n_tokens: int = 0  # the text's own tokens
 
 
 @torch.inference_mode()
@@ -239,14 +241,18 @@ def score_tokens(handle: ModelHandle, text: str, directions: torch.Tensor, pooli
     enc = encode(handle, [(ids, mask)])
     d = directions.to(device=handle.device, dtype=torch.float32)
     per_token_all = torch.zeros((L, len(ids)), dtype=torch.float32)
+    pooled = torch.zeros((L, H), dtype=torch.float32)
+    w = pool_weights(enc.text_mask, pooling)[0]  # (T,)
+    w_dev = w.to(handle.device)
 
     def grab(layer: int, h: torch.Tensor) -> None:
         per_token_all[layer] = (h[0].float() @ d[layer]).cpu()
+        pooled[layer] = (w_dev @ h[0].float()).cpu()
 
     with handle.lock, tap_layers(handle, grab):
         _trunk(handle)(input_ids=enc.input_ids.to(handle.device), use_cache=False)
-    w = pool_weights(enc.text_mask, pooling)[0]  # (T,)
     per_layer = per_token_all @ w
     keep = torch.tensor(mask)
     tokens = [handle.tokenizer.decode([i]) for i, m in zip(ids, mask) if m]
-    return TokenScores(tokens=tokens, per_token=per_token_all[:, keep], per_layer=per_layer)
+    return TokenScores(tokens=tokens, per_token=per_token_all[:, keep], per_layer=per_layer, pooled=pooled,
+                       n_tokens=int(sum(mask)))

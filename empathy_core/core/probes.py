@@ -192,7 +192,9 @@ class Probe:
         detection = None
         if all(f"detection.{k}" in tensors for k in DETECTION_TENSORS) and isinstance(meta.get("detection"), dict):
             detection = DetectionProbe(meta=meta["detection"], **{k: tensors[f"detection.{k}"] for k in DETECTION_TENSORS})
-            if detection.directions.shape != tensors["directions"].shape or not 0 <= detection.layer < detection.directions.shape[0]:
+            H = tensors["directions"].shape[-1]
+            if (detection.directions.shape != tensors["directions"].shape or not 0 <= detection.layer < detection.directions.shape[0]
+                    or tuple(detection.gate_mean.shape) != (H,) or tuple(detection.gate_precision.shape) != (H, H)):
                 raise ValueError(f"{path.name}: the detection probe does not match the file's directions.")
         return cls(meta=meta, detection=detection,
                    **{k: tensors[k] for k in ("directions", "mean_norms", "thresholds", "class_means", "calib")})

@@ -149,7 +149,26 @@ def _report(make: Callable[..., Baseline], d: dict[str, Table], m: dict[str, np.
 
 def baseline_reports(d: dict[str, Table], m: dict[str, np.ndarray], n_boot: int = 1000,
                      kinds: Sequence[str] = ("tfidf_logreg", "minilm_logreg")) -> dict:
-    """TF-IDF and MiniLM baselines on the probes' splits (model-independent)."""
+    """TF-IDF and MiniLM baselines on the probes' splits (model-independent, so kept in
+    ``$EMPATHY_CACHE/baselines/`` per dataset sha256, bootstrap size and code version: every model's run reuses them)."""
+    import hashlib
+    import json
+
+    from .. import __version__
+    from ..core.models import cache_root
+    from .dataset import dataset_sha256
+
+    tag = hashlib.sha256(json.dumps([dataset_sha256(), n_boot, list(kinds), __version__]).encode()).hexdigest()[:20]
+    path = cache_root() / "baselines" / f"{tag}.json"
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    out = _baseline_reports(d, m, n_boot, kinds)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out))
+    return out
+
+
+def _baseline_reports(d: dict[str, Table], m: dict[str, np.ndarray], n_boot: int, kinds: Sequence[str]) -> dict:
     out = {}
     if "tfidf_logreg" in kinds:
         out["tfidf_logreg"] = {"name": NAMES["tfidf_logreg"], **_report(TfidfBaseline.fit, d, m, n_boot)}

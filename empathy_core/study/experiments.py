@@ -51,6 +51,7 @@ class DetectionSettings:
     layers: tuple[int, ...] | None = None  # None: RULE.md's grid (even layers and the last)
     baselines: tuple[str, ...] = ("tfidf_logreg", "minilm_logreg")
     cache_activations: bool = False  # precompute keeps the forward passes in the user cache
+    fixed_default: tuple | None = None  # (method, pooling, layer): skip the choice (reproduction tests only)
 
     @classmethod
     def from_stored(cls, d: dict) -> DetectionSettings:
@@ -249,6 +250,10 @@ def run_rule(data: dict, s: DetectionSettings, n_layers: int, study_layer: int,
     layers = list(s.layers) if s.layers is not None else D.candidate_layers(n_layers)
     cands, dirs = D.dev_side(views, m, s.methods, layers, log)
     default = D.choose_default(cands)  # before any test number
+    if s.fixed_default is not None:  # a replay of a committed choice on a reduced grid: the choice is not redone
+        fixed = next(c for c in cands if (c["method"], c["pooling"], c["layer"]) == tuple(s.fixed_default))
+        default = {**default, **{k: fixed[k] for k in ("method", "pooling", "layer", "hyper", "dev_short", "dev_long",
+                                                         "dev_score", "conf_in")}, "rule_branch": "fixed (replay)"}
     log(f"default: {default['method']} {default['pooling']} layer {default['layer']}")
     det_probe, curve = fit_detection_probe(data, s, default, n_layers)
     study = {"method": "mean_diff", "pooling": s.pooling, "layer": study_layer, "hyper": None,

@@ -8,6 +8,7 @@ import gradio as gr
 
 from ...core.scenarios import scenarios
 from ...errors import UserError
+from ...study.report import sweep_note
 from ...study.sweep import Condition
 from ..plots import coherence_figure, dose_response_figure, success_figure
 from ..service import Service, check_int
@@ -58,6 +59,7 @@ def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown) -> Any:
     with gr.Tab("Steering results: replay", id="steering"):
         gr.Markdown("The precomputed sweep: every scenario × layer × α × seed, judged by models other than the steered "
                     "one (a MiniLM embedding classifier and the other bundled model's probe).")
+        gr.Markdown(sweep_note(svc.root), elem_id="sweep-version-note")
         with gr.Row():
             sc = gr.Dropdown([("All scenarios", ALL)] + scenario_list, value=ALL, label="Scenario")
             lyr = gr.Dropdown([(f"layer {L}", L) for L in s0["layers"]], value=st0["best_steering_layer"], label="Layer",
