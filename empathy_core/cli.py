@@ -165,9 +165,13 @@ def cmd_fit(a: argparse.Namespace) -> int:
 
 def cmd_results_table(a: argparse.Namespace) -> int:
     """Print the detection goal tables (README and About) from the committed detection.json files."""
-    from .study.report import detection_results
+    from .study.report import detection_results, update_readme
 
-    print(detection_results(a.out_dir))
+    if a.readme is not None:
+        update_readme(a.readme, a.out_dir)
+        print(f"Updated the detection tables in {a.readme}")
+    else:
+        print(detection_results(a.out_dir))
     return 0
 
 
@@ -261,6 +265,25 @@ def _add_fit_parsers(sub: argparse._SubParsersAction) -> None:
     bf.set_defaults(func=cmd_bench_fit)
 
 
+def _add_study_parsers(sub: argparse._SubParsersAction) -> None:
+    """``results-table`` and ``precompute``."""
+    rt = sub.add_parser("results-table", help="print the detection goal tables from the committed detection.json files")
+    rt.add_argument("--out-dir", type=Path, default=None, help="default: precomputed/")
+    rt.add_argument("--readme", type=Path, default=None, help="rewrite the tables between this file's markers instead")
+    rt.set_defaults(func=cmd_results_table)
+
+    pc = sub.add_parser("precompute", help="detection, lexical ablation, steering sweep, judges: everything the app replays")
+    pc.add_argument("--model", required=True)
+    pc.add_argument("--quick", action="store_true", help="a small slice (smoke test), not the committed settings")
+    pc.add_argument("--refresh", action="store_true",
+                    help="recompute summaries (lexical ablation, success rates, cross-model, manifest) from stored results")
+    pc.add_argument("--out-dir", type=Path, default=None, help="default: precomputed/")
+    pc.add_argument("--only", choices=["detection"], default=None,
+                    help="detection only: probes, detection.json, lexical ablation, cross-model, manifest; the steering "
+                         "sweep is kept (and the direction it used is copied to sweep_direction.safetensors first)")
+    pc.set_defaults(func=cmd_precompute)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m empathy_core", description="Empathy probes: extract, score, steer.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -298,20 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out-dir", type=Path, default=None, help="where probes live; default: precomputed/")
     x.set_defaults(func=cmd_export)
 
-    rt = sub.add_parser("results-table", help="print the detection goal tables from the committed detection.json files")
-    rt.add_argument("--out-dir", type=Path, default=None, help="default: precomputed/")
-    rt.set_defaults(func=cmd_results_table)
-
-    pc = sub.add_parser("precompute", help="detection, lexical ablation, steering sweep, judges: everything the app replays")
-    pc.add_argument("--model", required=True)
-    pc.add_argument("--quick", action="store_true", help="a small slice (smoke test), not the committed settings")
-    pc.add_argument("--refresh", action="store_true",
-                    help="recompute summaries (lexical ablation, success rates, cross-model, manifest) from stored results")
-    pc.add_argument("--out-dir", type=Path, default=None, help="default: precomputed/")
-    pc.add_argument("--only", choices=["detection"], default=None,
-                    help="detection only: probes, detection.json, lexical ablation, cross-model, manifest; the steering "
-                         "sweep is kept (and the direction it used is copied to sweep_direction.safetensors first)")
-    pc.set_defaults(func=cmd_precompute)
+    _add_study_parsers(sub)
 
     b = sub.add_parser("bench", help="benchmark generation, steering, scoring, extraction and loading in one run")
     b.add_argument("--model", default=DEFAULT_MODEL)

@@ -55,7 +55,13 @@ def gemma():
 
 
 @pytest.fixture(scope="session")
-def fresh_smol_detection(smol):
+def act_cache(tmp_path_factory):
+    """A user cache for this test session only: activations computed here may be reused here, never from elsewhere."""
+    return tmp_path_factory.mktemp("empathy-cache")
+
+
+@pytest.fixture(scope="session")
+def fresh_smol_detection(smol, act_cache):
     """The detection experiment rerun now with the committed settings: (committed, (probe, fresh)).
 
     The study's probe and every per-layer metric are recomputed in full; the dev-only choice is replayed on a
@@ -68,9 +74,19 @@ def fresh_smol_detection(smol):
     d = committed["default"]
     s = DetectionSettings.from_stored({**committed["settings"], "methods": [d["method"]],
                                        "poolings": sorted({d["pooling"], committed["settings"]["pooling"]}),
-                                       "layers": [d["layer"]], "baselines": ["tfidf_logreg"], "cache_activations": False,
+                                       "layers": [d["layer"]], "baselines": ["tfidf_logreg"], "cache_activations": True,
                                        "fixed_default": [d["method"], d["pooling"], d["layer"]]})
-    return committed, run_detection(smol, s)
+    import os
+
+    old = os.environ.get("EMPATHY_CACHE")
+    os.environ["EMPATHY_CACHE"] = str(act_cache)  # computed fresh (an empty cache); the quick precompute test reuses it
+    try:
+        return committed, run_detection(smol, s)
+    finally:
+        if old is None:
+            os.environ.pop("EMPATHY_CACHE", None)
+        else:
+            os.environ["EMPATHY_CACHE"] = old
 
 
 @pytest.fixture(scope="session")

@@ -59,15 +59,19 @@ def test_score_matches_the_library(client, app_server):
     svc, _ = app_server
     text = "I stopped walking to the door and asked how they were doing, even though it cost me a heart."
     verdict, chart, heat, chart_csv = client.predict(KEY, text, 10, None, api_name="/score")
-    probe = load_probe(KEY)
-    # Reference: the batched extraction path, pooled, projected on each layer's direction.
-    ref = probe.score(extract(svc.handle(KEY), [text], pooling="mean").pooled)[0]
+    det = load_probe(KEY).detection  # the Probe tab reads the dev-chosen detection probe
+    # Reference: the batched extraction path, pooled, projected on each layer's detection direction.
+    acts = extract(svc.handle(KEY), [text], pooling=det.pooling)
+    ref = det.score(acts.pooled)[0]
     ys = plot_data(chart)[0]["y"]  # drawn relative to each layer's threshold
-    assert len(ys) == probe.n_layers
-    np.testing.assert_allclose(ys, (ref - probe.thresholds).numpy(), rtol=1e-3, atol=1e-3)
-    p = probe.probability(float(ref[10]), 10)
-    assert f"P(empathic) = {p:.2f}" in verdict
+    assert len(ys) == det.directions.shape[0]
+    np.testing.assert_allclose(ys, (ref - det.thresholds).numpy(), rtol=1e-3, atol=1e-3)
+    gate = det.gate().verdict(acts.pooled[:, det.layer].double().numpy(), acts.n_tokens.numpy())[0]
+    assert gate == "ok"  # an in-distribution reply: the gate lets it through
+    p = det.probability(float(ref[det.layer]), det.layer)
+    assert f"P(empathic) = {p:.2f}" in verdict and f"at layer {det.layer}" in verdict
     assert ("Empathic" if p >= 0.5 else "Task-focused") in verdict
+    assert "TF-IDF bag-of-words baseline" in verdict
     assert "asked" in heat and "Layer 10" in heat
     rows = read_csv(chart_csv)
     assert [float(r["y"]) for r in rows if r["trace"] == "score − layer threshold"] == pytest.approx(ys)
@@ -369,7 +373,8 @@ def test_bad_replay_inputs(client):
 def test_app_still_answers_after_bad_inputs(client):
     """Runs after the bad-input tests above (file order): a normal request still works."""
     verdict = client.predict(KEY, "I waited with them until they felt better.", 10, None, api_name="/score")[0]
-    assert "P(empathic)" in verdict
+    assert "P(empathic)" in verdict or "Can't judge this" in verdict
+    assert "Can't judge this" in client.predict(KEY, "123", 10, None, api_name="/score")[0]
     out = client.predict(*steer_args(n=6), api_name="/steer")
     assert out[0].strip() and out[1].strip()
 

@@ -38,6 +38,7 @@ def test_probe_file_keeps_both_directions_and_the_rule(key):
     assert d is not None and (d.method, d.pooling, d.layer) == (det["default"]["method"], det["default"]["pooling"],
                                                                 det["default"]["layer"])
     assert d.meta["rule_sha256"] == detection.rule_sha256() and d.meta["rule_version"] == detection.RULE_VERSION
+    assert d.meta["rule_text"] == detection.rule_text()
     assert d.meta["gate"]["max_distance"] == pytest.approx(det["gate"]["max_distance"])
     # steering keeps the study's mean difference, under its own name
     assert probe.meta["steering_direction"].startswith("directions (the study's mean difference)")
@@ -87,12 +88,38 @@ def test_sanity_set_floors(key):
     assert m["hostile_dismissive_task_side_or_cannot_judge"] >= FLOORS[key]["hostile_or_cj"]
     assert m["warm_empathic_side"] >= FLOORS[key]["warm"]
     assert max(s["gate_false_cannot_judge"].values()) <= FLOORS[key]["gate_false_max"]
+    assert s["per_category"]["punctuation"]["cannot_judge"] == s["per_category"]["number"]["cannot_judge"] == 1.0
     # and the sanity texts were never fitted on
     fitted = {t for p in [*dataset.load_pairs(), *dataset.load_longform()] for t in (p.empathic, p.task)}
     assert not fitted & {i["text"] for i in s["items"]}
 
 
-FLOORS: dict[str, dict[str, float]] = {}  # filled from the measured numbers below
+# measured (detection.json) minus about 0.1 (two of 20 texts) for the fractions, plus 0.05 for the gate's false rate
+FLOORS: dict[str, dict[str, float]] = {
+    "smollm2-135m": {"hostile_or_cj": 0.85, "warm": 0.85, "gate_false_max": 0.20},
+    "qwen2.5-coder-0.5b": {"hostile_or_cj": 0.65, "warm": 0.65, "gate_false_max": 0.15},
+    "gemma3-270m": {"hostile_or_cj": 0.40, "warm": 0.85, "gate_false_max": 0.10},
+}
+
+# The dev-chosen default's test-side numbers, a little below what was measured: regression floors, not the issue's
+# goals (test >= 0.90 and >= TF-IDF + 0.03, minimal >= 0.85, LOSO >= 0.80, graded >= 0.70, long-form >= 0.85), which
+# neither model reaches (README, Detection results).
+GOAL_FLOORS: dict[str, dict[str, float]] = {
+    "smollm2-135m": {"test_auroc": 0.82, "minimal_test_auroc": 0.71, "loso_test_auroc_mean": 0.72, "graded_spearman": 0.54,
+                     "longform_test_auroc_short_fit": 0.81},
+    "qwen2.5-coder-0.5b": {"test_auroc": 0.70, "minimal_test_auroc": 0.64, "loso_test_auroc_mean": 0.60,
+                           "graded_spearman": 0.49, "longform_test_auroc_short_fit": 0.77},
+}
+
+
+@pytest.mark.parametrize("key", sorted(GOAL_FLOORS))
+def test_default_probe_floors_and_the_goals_it_misses(key):
+    det = store.load_detection(key)
+    rep, tf = det["reports"]["default"], det["baselines"]["tfidf_logreg"]
+    for k, floor in GOAL_FLOORS[key].items():
+        assert rep[k] >= floor, (k, rep[k], floor)
+    # what the README says plainly: the text-only TF-IDF baseline beats the dev-chosen probe on the short test split
+    assert rep["test_auroc"] < tf["test_auroc"], "the README's plain statement no longer holds: update it"
 
 
 def _sha(path: Path) -> str:

@@ -29,7 +29,7 @@ def _check(fig):
 
 
 def _default_trace(fig):
-    return next(t for t in fig.data if t.name.startswith("default probe"))
+    return next(t for t in fig.data if t.name.startswith("default probe") and "CI" not in t.name)
 
 
 def test_layer_auroc_figure(data):
@@ -133,7 +133,7 @@ def test_csv_export_round_trips(data):
     assert rows[0] == ["trace", "x", "y"]
     auroc = [r for r in rows[1:] if r[0] == _default_trace(fig).name]
     assert len(auroc) == data["det"]["n_layers"]
-    assert float(auroc[3][2]) == pytest.approx(data["det"]["layers"][3]["auroc_test"])
+    assert float(auroc[3][2]) == pytest.approx(data["det"]["default_curve"][3]["auroc_test"])
 
 
 def test_token_heatmap_escapes_and_signs():

@@ -65,13 +65,17 @@ def test_random_direction_is_reproducible():
     assert torch.equal(a, random_direction(576, 10, 1234)) and abs(a.norm().item() - 1) < 1e-6
 
 
-def test_precompute_quick_end_to_end(tmp_path, smol, gemma):
+def test_precompute_quick_end_to_end(tmp_path, smol, gemma, fresh_smol_detection, act_cache, monkeypatch):
+    from empathy_core.study.experiments import DetectionSettings
     from empathy_core.study.precompute import run_precompute
 
+    monkeypatch.setenv("EMPATHY_CACHE", str(act_cache))  # the activations fresh_smol_detection just computed
     root = tmp_path / "pc"
     shutil.copytree(PRECOMPUTED / "gemma3-270m", root / "gemma3-270m")
     s = SweepSettings(alphas=(-0.3, 0.0, 0.3), seeds=(0,), new_tokens=8, scenarios=("maze",))
-    run_precompute("smollm2-135m", s, progress=False, root=root, work_dir=tmp_path / "work")
+    det = DetectionSettings(methods=("mean_diff", "whitened"), poolings=("mean",), layers=(4, 10), baselines=("tfidf_logreg",),
+                            n_boot=100, n_random=20, cache_activations=True)
+    run_precompute("smollm2-135m", s, progress=False, root=root, work_dir=tmp_path / "work", detection=det)
     d = root / "smollm2-135m"
     for f in ("probes.safetensors", "detection.json", "lexical_ablation.json", "judges.json", "steering.json"):
         assert (d / f).exists(), f
@@ -81,6 +85,9 @@ def test_precompute_quick_end_to_end(tmp_path, smol, gemma):
     assert all("ensemble" in r["judges"] and "coherent" in r["coherence"] for r in st["generations"])
     man = json.loads((root / "manifest.json").read_text())
     assert "smollm2-135m/steering.json" in man["files"]
+    det_rec = json.loads((d / "detection.json").read_text())
+    assert det_rec["default"]["method"] in ("mean_diff", "whitened") and det_rec["default"]["layer"] in (4, 10)
+    assert store.load_probe("smollm2-135m", root).detection is not None
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=PRECOMPUTED.parent).stdout.strip()
     assert re.fullmatch(r"[0-9a-f]{40}", head), "the tests run in a git checkout"
     assert man["git_commit"] == head

@@ -1,4 +1,7 @@
-"""The hand-written datasets and the rules they must obey (the scenarios themselves: ``core/scenarios.py``).
+"""The datasets and the rules they must obey (the scenarios themselves: ``core/scenarios.py``).
+
+The texts were drafted by language-model writing helpers and checked by these rules and by reading
+(``data/README.md`` says how).
 
 The data lives in ``empathy_core/data/`` as JSON Lines (one record a line):
 

@@ -234,7 +234,7 @@ def fit_detection_probe(data: dict, s: DetectionSettings, default: dict, n_layer
     gate = D.fit_gate(V, m, default["layer"])
     meta = {"method": default["method"], "pooling": default["pooling"], "layer": default["layer"],
             "hyper_per_layer": hypers, "gate": gate.as_dict(), "rule_version": D.RULE_VERSION,
-            "rule_sha256": D.rule_sha256(), "chosen_on": "dev only (study/RULE.md)"}
+            "rule_sha256": D.rule_sha256(), "rule_text": D.rule_text(), "chosen_on": "dev only (study/RULE.md)"}
     probe = DetectionProbe(directions=torch.as_tensor(dirs).float(), thresholds=torch.tensor(thr).float(),
                            class_means=torch.tensor(cm).float(), calib=torch.tensor(cal).float(),
                            gate_mean=torch.as_tensor(gate.mean).float(), gate_precision=torch.as_tensor(gate.precision).float(),

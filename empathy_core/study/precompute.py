@@ -35,6 +35,7 @@ from ..store import PRECOMPUTED, StoreError, has_probe, load_detection, load_pro
 if TYPE_CHECKING:
     from ..core.models import ModelHandle
     from ..core.probes import Probe
+    from .experiments import DetectionSettings
     from .sweep import SweepRecord, SweepSettings
 from . import dataset, metrics
 
@@ -154,8 +155,11 @@ def run_detection_only(key: str, progress: bool = True, root: Path | None = None
 
 
 def run_precompute(key: str, settings: SweepSettings | None = None, progress: bool = True, root: Path | None = None,
-                   work_dir: Path | None = None) -> dict:
-    """Detection, lexical ablation, the steering sweep and its judging for one model; returns the timings."""
+                   work_dir: Path | None = None, detection: DetectionSettings | None = None) -> dict:
+    """Detection, lexical ablation, the steering sweep and its judging for one model; returns the timings.
+
+    ``detection`` replaces the detection settings (smoke tests use a reduced grid; the committed files use the default).
+    """
     from .experiments import DetectionSettings, run_detection
     from .judges import embedding_model_dir
     from .sweep import SweepSettings
@@ -172,7 +176,7 @@ def run_precompute(key: str, settings: SweepSettings | None = None, progress: bo
     out = model_dir(handle.key, root)
 
     # 1. detection
-    probe, record = run_detection(handle, DetectionSettings(), progress=progress)
+    probe, record = run_detection(handle, detection or DetectionSettings(cache_activations=True), progress=progress)
     probe.save(out / "probes.safetensors")
     write_json(out / "detection.json", record)
     timings["detection_s"] = round(time.perf_counter() - t0, 1)

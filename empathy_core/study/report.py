@@ -107,19 +107,37 @@ def sweep_note(root: Path | None = None) -> str:
     from ..core.probes import read_safetensors
     from .dataset import dataset_sha256
 
-    now, notes = dataset_sha256(), []
+    now = dataset_sha256()
+    old: dict[str, list[str]] = {}
     for key in BUNDLED:
         path = store.model_dir(key, root) / store.SWEEP_DIRECTION
         if not path.exists():
             continue
         sha = read_safetensors(path)[1].get("dataset_sha256", "")
         if sha and sha != now:
-            notes.append(f"{key}: dataset {sha[:12]}…")
-    if not notes:
+            old.setdefault(sha, []).append(key)
+    if not old:
         return ""
-    return (f"**The steering sweep was computed on the previous dataset version** ({'; '.join(notes)}; the current data "
-            f"is {now[:12]}…), with the mean-difference probe of that data (kept in `sweep_direction.safetensors`). "
-            "It will be recomputed on the current data when the steering evaluation is redesigned (issue 11).")
+    versions = "; ".join(f"dataset sha256 {sha[:12]}… for {', '.join(keys)}" for sha, keys in old.items())
+    return (f"**The steering sweep was computed on the previous dataset version** ({versions}; the current data is "
+            f"{now[:12]}…), with the mean-difference probe of that data (kept in `sweep_direction.safetensors`). "
+            "Its numbers are not comparable with the detection results, which use the current data; it will be recomputed on the "
+            "current data when the steering evaluation is redesigned (issue 11).")
+
+
+README_MARKERS = ("<!-- detection-results: start (python -m empathy_core results-table --readme README.md) -->",
+                  "<!-- detection-results: end -->")
+
+
+def update_readme(path: Path, root: Path | None = None) -> None:
+    """Replace the text between the README's detection-results markers with the current tables."""
+    text = Path(path).read_text()
+    start, end = README_MARKERS
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no detection-results markers.")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    Path(path).write_text(f"{head}{start}\n{detection_results(root)}\n{end}{tail}")
 
 
 def render_about(template: str, root: Path | None = None) -> str:
