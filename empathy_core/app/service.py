@@ -319,6 +319,10 @@ class Service:
     def steering(self, key: str) -> dict | None:
         return store.load_optional(key, "steering.json", self.root)
 
+    def judge_validation(self) -> dict | None:
+        """The gates' and calls' precision and recall on the held-out blind labels, or None."""
+        return store.load_shared("judge_validation.json", self.root)
+
     def shared(self, name: str) -> dict | None:
         """A results file shared by every model (``cross_model.json``, ``reference_study.json``)."""
         return store.load_shared(name, self.root)
