@@ -300,12 +300,17 @@ def layer_scores_figure(scores: Sequence[float], best_layer: int | None = None, 
 
 
 def live_dose_figure(alphas: Sequence[float], probe_scores: Sequence[float], judge_probs: Sequence[float | None],
-                     probe_layer: int) -> go.Figure:
+                     probe_layer: int, incoherent: Sequence[bool] = ()) -> go.Figure:
     """Score vs alpha for one batched dose-response call: the probe score (left axis) and the
-    judge's probability of "empathic" (right axis)."""
+    judge's probability of "empathic" (right axis); replies that fail the coherence gates get an x."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=list(alphas), y=[float(v) for v in probe_scores], mode="lines+markers",
                              name=f"probe score (layer {probe_layer}, left axis)", **_style(0)))
+    bad = [i for i, b in enumerate(incoherent) if b]
+    if bad:
+        fig.add_trace(go.Scatter(x=[alphas[i] for i in bad], y=[float(probe_scores[i]) for i in bad], mode="markers",
+                                 marker={"symbol": "x", "size": 13, "color": "#d55e00"},
+                                 name="reply fails the coherence gates"))
     if any(p is not None for p in judge_probs):
         fig.add_trace(go.Scatter(x=list(alphas), y=[None if p is None else float(p) for p in judge_probs],
                                  mode="lines+markers", yaxis="y2", name="judge P(empathic) (MiniLM classifier, right axis)",

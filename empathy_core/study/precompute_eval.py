@@ -103,12 +103,14 @@ def evaluate(handle: ModelHandle, probe: Probe, best_layer: int, s: SweepSetting
     seconds = round(time.perf_counter() - t0, 1)
     out = model_dir(handle.key, root)
     write_json(out / "judges.json", judges_record)
-    report_recs = [r for r in records if r.seed in e.report_seeds]
+    # the settings as the replay tab reads them: every layer, alpha, seed and scenario that was generated
+    stored = {**settings_dict(s), "layers": list(e.layers), "alphas": list(e.alphas), "scenarios": list(e.scenarios),
+              "seeds": list(e.choose_seeds) + list(e.report_seeds)}
     write_json(out / "steering.json", {
-        "schema": SCHEMA_VERSION, "model_key": handle.key, "settings": settings_dict(s), "probe_layer": best_layer,
+        "schema": SCHEMA_VERSION, "model_key": handle.key, "settings": stored, "probe_layer": best_layer,
         "best_detection_layer": best_layer, "best_steering_layer": evaluation["chosen"]["layer"],
         "best_steering_layer_rule": evaluation["chosen"]["rule"], "default_alpha": evaluation["chosen"]["alpha"],
-        "rates": old_shape_rates(evaluation), "dose_response": _dose_response(report_recs),
+        "rates": old_shape_rates(evaluation), "dose_response": _dose_response(records),
         "ci_note": "cluster bootstrap over (scenario, seed) baselines",
         "success_rule": evaluation["success_rule"], "evaluation": evaluation,
         "judge_validation": {"test": report["test"], "n": report["n"]},
