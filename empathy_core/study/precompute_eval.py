@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..store import StoreError, load_detection, load_probe, load_shared, model_dir, probe_path, write_json
 
 if TYPE_CHECKING:
@@ -90,6 +92,7 @@ def old_shape_rates(evaluation: dict) -> list[dict]:
 def evaluate(handle: ModelHandle, probe: Probe, best_layer: int, s: SweepSettings, e: EvalSettings, other: str,
              root: Path, load: Callable[[str], Any], progress: bool = True) -> dict:
     """Run the evaluation, write ``judges.json`` and ``steering.json``; returns the timings."""
+    from . import metrics
     from .sweep import SweepSettings, _dose_response, settings_dict
     from .sweep_eval import run_evaluation
 
@@ -106,10 +109,15 @@ def evaluate(handle: ModelHandle, probe: Probe, best_layer: int, s: SweepSetting
     # the settings as the replay tab reads them: every layer, alpha, seed and scenario that was generated
     stored = {**settings_dict(s), "layers": list(e.layers), "alphas": list(e.alphas), "scenarios": list(e.scenarios),
               "seeds": list(e.choose_seeds) + list(e.report_seeds)}
+    sc_self = np.array([r.self_probe for r in records], dtype=float)
+    sc_other = np.array([r.judges["cross_model"] for r in records], dtype=float)
+    cross = {"other_model": other, "n_texts": len(records), "pearson": float(np.corrcoef(sc_self, sc_other)[0, 1]),
+             "spearman": float(metrics.correlation_ci(sc_self, sc_other, "spearman", n_boot=200)[0])}
     write_json(out / "steering.json", {
         "schema": SCHEMA_VERSION, "model_key": handle.key, "settings": stored, "probe_layer": best_layer,
         "best_detection_layer": best_layer, "best_steering_layer": evaluation["chosen"]["layer"],
         "best_steering_layer_rule": evaluation["chosen"]["rule"], "default_alpha": evaluation["chosen"]["alpha"],
+        "cross_model": cross,
         "rates": old_shape_rates(evaluation), "dose_response": _dose_response(records),
         "ci_note": "cluster bootstrap over (scenario, seed) baselines",
         "success_rule": evaluation["success_rule"], "evaluation": evaluation,
