@@ -6,6 +6,7 @@
     python -m empathy_core fit --model ID_OR_PATH [--refresh]
     python -m empathy_core gpu-check --json OUT [--sizes tiny|study] [--dtypes bf16,fp16] [--parts ...]
     python -m empathy_core precompute --model smollm2-135m [--quick] [--refresh] [--only detection] [--out-dir DIR]
+    python -m empathy_core validate-judges [--out FILE]
     python -m empathy_core bench --model smollm2-135m [--json OUT]
     python -m empathy_core bench-app [--json OUT]
     python -m empathy_core bench-fit [--model smollm2-135m] [--json OUT]
@@ -181,6 +182,16 @@ def cmd_gpu_check(a: argparse.Namespace) -> int:
     return gpu_check_main(a.json, a.sizes, a.dtypes, a.parts)
 
 
+def cmd_validate_judges(a: argparse.Namespace) -> int:
+    from .study.validation import run
+
+    rep = run(a.out)
+    t = rep["test"]
+    print(f"judge validation on the held-out labels (n = {rep['n']['test']}): " + ", ".join(
+        f"{k} precision {v['precision']} recall {v['recall']}" for k, v in t.items() if isinstance(v, dict) and "precision" in v))
+    return 0
+
+
 def cmd_precompute(a: argparse.Namespace) -> int:
     from .study.precompute import run_precompute
     from .study.sweep import SweepSettings
@@ -197,10 +208,15 @@ def cmd_precompute(a: argparse.Namespace) -> int:
         timings = run_detection_only(a.model, progress=True, root=a.out_dir)
         print(f"precompute --only detection {a.model}: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
         return 0
-    s = SweepSettings()
+    from .core.models import generation_defaults
+    from .study.sweep_eval import EvalSettings
+
+    s = SweepSettings(**generation_defaults(a.model))
+    e = EvalSettings()
     if a.quick:  # a small slice, for smoke tests
-        s = SweepSettings(alphas=(-0.3, 0.0, 0.3), seeds=(0,), new_tokens=16, scenarios=("listener",))
-    timings = run_precompute(a.model, s, progress=True, root=a.out_dir)
+        s = SweepSettings(**generation_defaults(a.model), new_tokens=16)
+        e = EvalSettings(alphas=(-0.3, 0.0, 0.3), choose_seeds=(100, 101), report_seeds=(0, 1), scenarios=("listener",))
+    timings = run_precompute(a.model, s, progress=True, root=a.out_dir, eval_settings=e)
     print(f"precompute {a.model}: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
     return 0
 
@@ -286,6 +302,13 @@ def _add_study_parsers(sub: argparse._SubParsersAction) -> None:
     pc.set_defaults(func=cmd_precompute)
 
 
+def _add_validate_judges(sub: argparse._SubParsersAction) -> None:
+    vj = sub.add_parser("validate-judges", help="fit the steering gates and judge cut-offs on the blind labels' train "
+                        "part, report precision and recall on the held-out part (precomputed/judge_validation.json)")
+    vj.add_argument("--out", type=Path, default=None, help="default: precomputed/judge_validation.json (and the manifest)")
+    vj.set_defaults(func=cmd_validate_judges)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m empathy_core", description="Empathy probes: extract, score, steer.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -324,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_export)
 
     _add_study_parsers(sub)
+    _add_validate_judges(sub)
 
     b = sub.add_parser("bench", help="benchmark generation, steering, scoring, extraction and loading in one run")
     b.add_argument("--model", default=DEFAULT_MODEL)

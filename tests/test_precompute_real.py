@@ -71,18 +71,27 @@ def test_precompute_quick_end_to_end(tmp_path, smol, gemma, fresh_smol_detection
 
     monkeypatch.setenv("EMPATHY_CACHE", str(act_cache))  # the activations fresh_smol_detection just computed
     root = tmp_path / "pc"
+    from empathy_core.study.sweep_eval import EvalSettings
+
     shutil.copytree(PRECOMPUTED / "gemma3-270m", root / "gemma3-270m")
-    s = SweepSettings(alphas=(-0.3, 0.0, 0.3), seeds=(0,), new_tokens=8, scenarios=("maze",))
+    shutil.copy(PRECOMPUTED / "judge_validation.json", root / "judge_validation.json")
+    s = SweepSettings(new_tokens=8)
+    e = EvalSettings(alphas=(-0.3, 0.0, 0.3), choose_seeds=(100, 101), report_seeds=(0, 1), scenarios=("maze",))
     det = DetectionSettings(methods=("mean_diff", "whitened"), poolings=("mean",), layers=(4, 10), baselines=("tfidf_logreg",),
                             n_boot=100, n_random=20, cache_activations=True)
-    run_precompute("smollm2-135m", s, progress=False, root=root, work_dir=tmp_path / "work", detection=det)
+    run_precompute("smollm2-135m", s, progress=False, root=root, work_dir=tmp_path / "work", detection=det, eval_settings=e)
     d = root / "smollm2-135m"
     for f in ("probes.safetensors", "detection.json", "lexical_ablation.json", "judges.json", "steering.json"):
         assert (d / f).exists(), f
     st = json.loads((d / "steering.json").read_text())
     conds = {r["condition"] for r in st["generations"]}
-    assert conds == {"probe", "random", "prompt_empathic", "prompt_task"}
+    assert conds == {"probe", "matched_random", "prompt_empathic", "prompt_task"}
     assert all("ensemble" in r["judges"] and "coherent" in r["coherence"] for r in st["generations"])
+    assert all({"coherent", "on_topic", "echo"} <= set(r["gates"]) and "empathic" in r["call"] for r in st["generations"])
+    ev = st["evaluation"]
+    assert ev["chosen"]["layer"] == st["best_steering_layer"] and ev["n_baselines"] == 2
+    assert {r["seed"] for r in st["generations"]} == {100, 101, 0, 1}
+    assert ev["noise_band"] >= 0 and all(r["ci_method"].startswith("cluster") for r in ev["rates"])
     man = json.loads((root / "manifest.json").read_text())
     assert "smollm2-135m/steering.json" in man["files"]
     det_rec = json.loads((d / "detection.json").read_text())

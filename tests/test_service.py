@@ -68,7 +68,7 @@ def test_choices_and_examples_cover_every_model_and_scenario():
     assert len(ex) == 10 and all(t in test_texts for _, _, t in ex)
     assert {title for title, _, _ in ex} == {s.title for s in dataset.scenarios().values()}
     assert default_prompt(True, "maze") == chat_messages("maze")[1]["content"]
-    assert default_prompt(False, "maze") == base_prefix("maze") + " "
+    assert default_prompt(False, "maze") == base_prefix("maze")
 
 
 def test_unknown_model_and_missing_results(tmp_path):

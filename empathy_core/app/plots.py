@@ -249,17 +249,28 @@ def agreement_figure(cross_model: dict) -> go.Figure:
 
 def dose_response_figure(steering: dict, scenario: str | None = None, layer: int | None = None,
                          measure: str = "ensemble_mean") -> go.Figure:
-    """Judge-ensemble score vs alpha (mean over seeds with a t 95% CI), probe direction vs random direction."""
+    """Judge-ensemble score vs alpha (mean over seeds with a t 95% CI), probe direction vs random direction.
+
+    Points where most replies fail the coherence gates (or, in files before issue 11, the old
+    perplexity check) are marked with an x.
+    """
     fig = go.Figure()
     layer = steering["best_detection_layer"] if layer is None else layer
-    for i, cond in enumerate((Condition.PROBE, Condition.RANDOM)):
+    bad_x: list[float] = []
+    bad_y: list[float] = []
+    for i, cond in enumerate((Condition.PROBE, Condition.RANDOM, Condition.MATCHED_RANDOM)):
         rows = [d for d in steering["dose_response"] if d["condition"] == cond and d["layer"] == layer
                 and (scenario is None or d["scenario"] == scenario)]
+        if not rows:
+            continue
         alphas = sorted({d["alpha"] for d in rows})
         means, lo, hi = [], [], []
         for a in alphas:
             cell = [d for d in rows if d["alpha"] == a]
             m = float(np.mean([d[measure] for d in cell]))
+            if np.mean([d.get("gate_coherent_rate", d["coherent_rate"]) for d in cell]) < 0.5:
+                bad_x.append(a)
+                bad_y.append(m)
             if len(cell) == 1 and cell[0].get("ensemble_ci") and measure == "ensemble_mean":
                 lo.append(m - cell[0]["ensemble_ci"][0])
                 hi.append(cell[0]["ensemble_ci"][1] - m)
@@ -274,13 +285,18 @@ def dose_response_figure(steering: dict, scenario: str | None = None, layer: int
         name = cond.label if cond == Condition.PROBE else f"{cond.label} (control)"
         fig.add_trace(go.Scatter(x=alphas, y=means, name=name, mode="lines+markers",
                                  error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}, **_style(i)))
+    if bad_x:
+        gated = any("gate_coherent_rate" in d for d in steering["dose_response"])
+        fig.add_trace(go.Scatter(x=bad_x, y=bad_y, mode="markers", marker={"symbol": "x", "size": 13, "color": "#d55e00"},
+                                 name="mostly incoherent (" + ("coherence gates" if gated else "old perplexity check") + ")"))
     where = scenario or "all scenarios"
     _layout(fig, f"Dose-response at layer {layer} ({where})", "α (relative units)", measure.replace("_", " "), legend_rows=1)
     return fig
 
 
 def success_figure(steering: dict) -> go.Figure:
-    """Success rates with Wilson 95% CIs for alpha > 0 and alpha < 0, beside the controls."""
+    """Success rates with 95% CIs for alpha > 0 and alpha < 0, beside the controls (cluster bootstrap in
+    files written after issue 11, Wilson before)."""
     fig = go.Figure()
     for i, sign in enumerate(("pos", "neg")):
         xs, ys, lo, hi = [], [], [], []
@@ -295,7 +311,8 @@ def success_figure(steering: dict) -> go.Figure:
         fig.add_trace(go.Bar(x=xs, y=ys, name="α > 0 (toward empathy)" if sign == "pos" else "α < 0 (away from empathy)",
                              marker={"color": OKABE_ITO[i], "pattern": {"shape": "" if sign == "pos" else "/"}},
                              error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}))
-    _layout(fig, "Steering success (95% Wilson CIs)", "", "success rate", legend_rows=1)
+    ci = "cluster-bootstrap" if "evaluation" in steering else "Wilson"
+    _layout(fig, f"Steering success (95% {ci} CIs)", "", "success rate", legend_rows=1)
     fig.update_layout(barmode="group", yaxis={"range": [0, 1]})
     fig.update_xaxes(tickangle=0)
     return fig
@@ -334,12 +351,17 @@ def layer_scores_figure(scores: Sequence[float], best_layer: int | None = None, 
 
 
 def live_dose_figure(alphas: Sequence[float], probe_scores: Sequence[float], judge_probs: Sequence[float | None],
-                     probe_layer: int) -> go.Figure:
+                     probe_layer: int, incoherent: Sequence[bool] = ()) -> go.Figure:
     """Score vs alpha for one batched dose-response call: the probe score (left axis) and the
-    judge's probability of "empathic" (right axis)."""
+    judge's probability of "empathic" (right axis); replies that fail the coherence gates get an x."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=list(alphas), y=[float(v) for v in probe_scores], mode="lines+markers",
                              name=f"probe score (layer {probe_layer}, left axis)", **_style(0)))
+    bad = [i for i, b in enumerate(incoherent) if b]
+    if bad:
+        fig.add_trace(go.Scatter(x=[alphas[i] for i in bad], y=[float(probe_scores[i]) for i in bad], mode="markers",
+                                 marker={"symbol": "x", "size": 13, "color": "#d55e00"},
+                                 name="reply fails the coherence gates"))
     if any(p is not None for p in judge_probs):
         fig.add_trace(go.Scatter(x=list(alphas), y=[None if p is None else float(p) for p in judge_probs],
                                  mode="lines+markers", yaxis="y2", name="judge P(empathic) (MiniLM classifier, right axis)",
