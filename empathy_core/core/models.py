@@ -9,8 +9,8 @@ a GGUF file on every load (15-40 s here), so the first load writes the dequantiz
 weights and the tokenizer as safetensors to a cache directory, and later loads read that
 (under 3 s). The cache lives in ``$EMPATHY_CACHE`` or ``~/.cache/empathy_probes``.
 
-Tiny random-init test models live in ``empathy_core/testing.py``; the CPU speed patch that
-``load_model`` applies lives in ``core/fast_linear.py``.
+Tiny random-init test models live in ``empathy_core/testing.py``; the opt-in CPU small-batch
+linear path (``EMPATHY_SMALL_BATCH_LINEAR=1``; off by default, measured there) lives in ``core/fast_linear.py``.
 
 Example:
     >>> from empathy_core.core.models import load_model
@@ -381,8 +381,8 @@ def load_model(key_or_path: str, device: str | None = None, dtype: str | None = 
                          is_chat=bool(getattr(tok, "chat_template", None)), from_cache=from_cache)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    if handle.device.type == "cpu" and os.environ.get("EMPATHY_SMALL_BATCH_LINEAR", "1") != "0":
-        use_small_batch_linear(model)
+    if handle.device.type == "cpu" and os.environ.get("EMPATHY_SMALL_BATCH_LINEAR", "0") == "1":
+        use_small_batch_linear(model)  # opt-in: with torch 2.13's MKL the stock path is the faster one (fast_linear.py)
     handle.load_seconds = time.perf_counter() - t0
     return handle
 
