@@ -206,33 +206,42 @@ def time_generation(h: ModelHandle, new_tokens: int = NEW_TOKENS) -> dict:
             "side_by_side_over_single": round(pair / single, 3), "strip_7_over_single": round(strip / single, 3)}
 
 
-def timings(device: torch.device, dtype: torch.dtype, tiny: bool) -> dict:
+PARTS = ("exactness", "generation", "extraction", "fit")
+
+
+def timings(device: torch.device, dtype: torch.dtype, tiny: bool, parts: tuple[str, ...] = PARTS) -> dict:
+    """Each study-sized model's timings, for the ``parts`` asked for (printed as each one ends)."""
+    steps: dict[str, Callable[[ModelHandle], dict]] = {"generation": time_generation, "extraction": time_extraction,
+                                                         "fit": lambda h: time_fit(h, quick=tiny)}
     out: dict[str, Any] = {}
     for label, key in TIMING_KEYS.items():
         h = study_handle(key, device, dtype, tiny)
         n_params = sum(p.numel() for p in h.model.parameters())
-        out[label] = {"config": key, "params": n_params, "n_layers": h.n_layers, "hidden": h.hidden_size,
-                      "fit": time_fit(h, quick=tiny), "extraction": time_extraction(h), "generation": time_generation(h)}
+        out[label] = {"config": key, "params": n_params, "n_layers": h.n_layers, "hidden": h.hidden_size}
+        for part in (p for p in steps if p in parts):
+            out[label][part] = steps[part](h)
+            print(f"{label} {part}: {json.dumps(out[label][part])}", flush=True)
         del h
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return out
 
 
-def run(sizes: str = "tiny", dtypes: str = "bf16,fp16", device: str | None = None) -> dict:
+def run(sizes: str = "tiny", dtypes: str = "bf16,fp16", device: str | None = None, parts: tuple[str, ...] = PARTS) -> dict:
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     names = [d.strip() for d in dtypes.split(",") if d.strip()]
     bad = [d for d in names if d not in DTYPES]
     if bad or not names:
         raise ValueError(f"Unknown dtype(s) {bad or dtypes!r}; choose from {', '.join(DTYPES)}.")
     t0 = time.perf_counter()
-    ex = exactness(dev, [DTYPES[d] for d in names])
+    ex = exactness(dev, [DTYPES[d] for d in names]) if "exactness" in parts else {}
+    print(f"exactness: {json.dumps({k: v['ok'] for k, v in ex.items()})}", flush=True)
     timing_dtype = DTYPES[names[0]] if dev.type == "cuda" else torch.float32  # CPU dry run: fp32 timings
     result = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
               "torch": torch.__version__, "python": platform.python_version(), "sizes": sizes, "dtypes": names,
               "exactness": ex, "exactness_ok": all(v["ok"] for v in ex.values()),
               "timing_dtype": str(timing_dtype).removeprefix("torch."),
-              "timings": timings(dev, timing_dtype, tiny=sizes == "tiny")}
+              "parts": list(parts), "timings": timings(dev, timing_dtype, tiny=sizes == "tiny", parts=parts)}
     import transformers
 
     result["transformers"] = transformers.__version__
@@ -240,16 +249,21 @@ def run(sizes: str = "tiny", dtypes: str = "bf16,fp16", device: str | None = Non
     return result
 
 
-def main(json_out: str, sizes: str = "tiny", dtypes: str = "bf16,fp16") -> int:
+def main(json_out: str, sizes: str = "tiny", dtypes: str = "bf16,fp16", parts: str = ",".join(PARTS)) -> int:
     """Run, write ``json_out``, print a summary; 1 when an exactness check failed."""
     torch.manual_seed(0)
-    res = run(sizes, dtypes)
+    wanted = tuple(p.strip() for p in parts.split(",") if p.strip())
+    if not wanted or set(wanted) - set(PARTS):
+        raise ValueError(f"Unknown part(s) in {parts!r}; choose from {', '.join(PARTS)}.")
+    res = run(sizes, dtypes, parts=wanted)
     Path(json_out).write_text(json.dumps(res, indent=1) + "\n")
     for name, v in res["exactness"].items():
         print(f"{name:20s} {'ok' if v['ok'] else 'FAILED'}  " + ("" if "error" in v else
               f"extract rel diff {v['extraction']['relative']:.1e}, alpha0 {v['alpha_zero']['ok']}, "
               f"per-row {v['per_row']['ok']}, sampling {v['sampling']['ok']}") + v.get("error", ""))
     for label, t in res["timings"].items():
+        if set(PARTS[1:]) - set(t):
+            continue  # a partial run: its parts were printed as they ended
         g = t["generation"]
         print(f"{label}: {t['params'] / 1e9:.2f} B params; full fit (all methods) {t['fit']['total_s']} s; extract "
               f"{t['extraction']['n_texts']} texts {t['extraction']['batch_128_s']} / {t['extraction']['batch_32_s']} s; "
@@ -264,5 +278,6 @@ if __name__ == "__main__":
     ap.add_argument("--json", required=True)
     ap.add_argument("--sizes", default="tiny", choices=["tiny", "study"])
     ap.add_argument("--dtypes", default="bf16,fp16")
+    ap.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset of " + ", ".join(PARTS))
     a = ap.parse_args()
-    sys.exit(main(a.json, a.sizes, a.dtypes))
+    sys.exit(main(a.json, a.sizes, a.dtypes, a.parts))
