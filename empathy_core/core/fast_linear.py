@@ -9,9 +9,10 @@ Off by default (``EMPATHY_SMALL_BATCH_LINEAR=1`` turns it on). Why it exists, an
   Qwen2.5-Coder-0.5B's shapes, 2 rows: stock ``F.linear`` costs what one row costs (MLP gate
   0.66 ms vs 0.65 ms; LM head 60 ms vs 57 ms), and ``W @ x^T`` costs two rows' worth (1.34 ms;
   134 ms). The same held for SmolLM2's and Gemma's shapes (LM head, 2 threads: 12 ms stock, 36 ms
-  patched). Whole generations agreed: with the patch a side-by-side pair cost 2.16x a single row on
-  Qwen, without it about 1.05x (``python -m empathy_core bench`` measures both in one run:
-  ``ratio_side_by_side_over_single`` and ``..._small_batch_linear``).
+  patched). Whole generations, both paths interleaved in one run (``bench --parts small_batch``, on
+  2 cores shared with other jobs): the pair took 27.4 s stock vs 39.4 s patched on Qwen (16 new
+  tokens) and 42.7 s vs 75.0 s on SmolLM2 (48 new tokens); the 7-row strip 36.5 s vs 33.8 s and
+  71.8 s vs 95.5 s.
 
 One row keeps the stock matrix-vector path, so single-row results stay bit-identical to an
 unpatched layer; more than ``SMALL_BATCH_ROWS`` rows keep the stock matrix-matrix path.
