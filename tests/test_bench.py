@@ -30,8 +30,9 @@ def test_small_batch_comparison_reports_both_paths_and_restores_the_model(tiny_m
         assert out["small_batch_linear_on_at_load"] is patched
         for suffix in ("", "_small_batch_linear"):
             assert out[f"side_by_side_s{suffix}"] > 0 and out[f"strip7_batched_s{suffix}"] > 0
+            # over the stock single row; the times are rounded to 1 ms, so compare loosely
             assert out[f"ratio_side_by_side_over_single{suffix}"] == pytest.approx(
-                out[f"side_by_side_s{suffix}"] / out["single_s"], rel=1e-2)
+                out[f"side_by_side_s{suffix}"] / out["single_s"], rel=0.1, abs=0.05)
         linears = [m for m in h.model.modules() if type(m) is torch.nn.Linear]
         assert all(("forward" in m.__dict__) is patched for m in linears)
     finally:
