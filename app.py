@@ -20,10 +20,12 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls from a classroom machine
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from empathy_core.app.inputs import classroom_mode
 from empathy_core.app.service import Service
 from empathy_core.app.ui import cross_tab, layers_tab, probe_tab, steer_tab, steering_tab
+from empathy_core.app.ui.api_calls import CompleteApiCalls, endpoint_parameters
 from empathy_core.app.ui.model_bar import ModelBar
 from empathy_core.app.ui.theme import theme_head
 from empathy_core.core.models import DEFAULT_MODEL, REGISTRY
@@ -70,8 +72,12 @@ def build_app(svc: Service, queue_size: int = QUEUE_SIZE, classroom: bool = Fals
 
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, **kw: object) -> tuple:
+    """Serve the page. An API call that leaves inputs out gets them filled with their defaults (null where
+    there is none) before Gradio sees it, so the handler names what is missing (``ui/api_calls.py``)."""
+    middleware = [Middleware(CompleteApiCalls, describe=endpoint_parameters(demo))]
     return demo.launch(server_name=host, server_port=port, ssr_mode=False, run_history=False, enable_monitoring=False,
-                       show_error=True, max_file_size="16mb", theme=THEME, css=CSS, head=theme_head(), **kw)  # type: ignore[arg-type]
+                       show_error=True, max_file_size="16mb", theme=THEME, css=CSS, head=theme_head(),
+                       app_kwargs={"middleware": middleware}, **kw)  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,11 +1,14 @@
 """Benchmarks, reported as ratios measured in one run (never asserted in tests).
 
     python -m empathy_core bench --model smollm2-135m [--json OUT] [--new-tokens 48] [--repeats 3]
+    python -m empathy_core bench --parts small_batch --new-tokens 16 --repeats 2   # one part only
 
 Measures, after a warm-up, with medians of the repeats:
   generation   plain vs steered tokens/s; one row vs a side-by-side pair; a strip of six
                alphas in one batched call vs six sequential calls; a 7-alpha dose-response
                strip (one batched call) vs one row
+  small_batch  one row, the pair and the 7-alpha strip with the stock nn.Linear and with the
+               opt-in small-batch path of core/fast_linear.py, interleaved (ratios over one stock row)
   bandwidth    batch-1 decode tokens/s against the memory-bandwidth bound: the bytes of weights
                read per token divided by a measured copy bandwidth
   scoring      one text scored at every layer vs one plain forward pass
@@ -170,26 +173,77 @@ def measure_generation(handle: ModelHandle, probe: Probe, layer: int, new_tokens
     }
 
 
-def bench(key: str = "qwen2.5-coder-0.5b", new_tokens: int = 48, repeats: int = 3, n_texts: int = 100) -> dict:
-    """Everything in one run; see the module docstring."""
+def measure_small_batch_linear(handle: ModelHandle, probe: Probe, layer: int, new_tokens: int = 48,
+                               repeats: int = 3) -> dict:
+    """One row, a side-by-side pair and the 7-α strip, each with the stock ``nn.Linear`` and with the
+    opt-in small-batch path (``core/fast_linear.py``), interleaved so both see the same load; the
+    model's own setting is restored afterwards. Ratios are over the stock single row."""
+    from .core.fast_linear import use_small_batch_linear, use_stock_linear
+    from .core.generation import GenerationRequest, side_by_side
+    from .core.prompts import render_prompt
+
+    prompt = render_prompt(handle.tokenizer, handle.is_chat, "listener")
+    was_patched = use_stock_linear(handle.model) > 0
+    runs: dict[tuple[str, int], list[float]] = {}
+    strips = {1: (0.3,), 2: (0.0, 0.3), 7: (-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3)}
+    try:
+        for i in range(repeats + 1):  # the first round warms up and is not counted
+            for path in ("stock", "small_batch"):
+                (use_small_batch_linear if path == "small_batch" else use_stock_linear)(handle.model)
+                for rows, alphas in strips.items():
+                    req = GenerationRequest(prompt, alphas=alphas, layer=layer, directions=probe.directions,
+                                            mean_norms=probe.mean_norms, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+                    t = time.perf_counter()
+                    side_by_side(handle, req)
+                    if i:
+                        runs.setdefault((path, rows), []).append(time.perf_counter() - t)
+    finally:
+        (use_small_batch_linear if was_patched else use_stock_linear)(handle.model)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    one = med[("stock", 1)]
+    out: dict[str, Any] = {"small_batch_linear_on_at_load": was_patched}
+    for path in ("stock", "small_batch"):
+        suffix = "" if path == "stock" else "_small_batch_linear"
+        out[f"single_s{suffix}"] = round(med[(path, 1)], 3)
+        out[f"side_by_side_s{suffix}"] = round(med[(path, 2)], 3)
+        out[f"strip7_batched_s{suffix}"] = round(med[(path, 7)], 3)
+        out[f"ratio_side_by_side_over_single{suffix}"] = round(med[(path, 2)] / one, 3)
+        out[f"ratio_strip7_over_single{suffix}"] = round(med[(path, 7)] / one, 3)
+    return out
+
+
+PARTS = ("loading", "generation", "small_batch", "bandwidth", "scoring", "extraction")
+
+
+def bench(key: str = "qwen2.5-coder-0.5b", new_tokens: int = 48, repeats: int = 3, n_texts: int = 100,
+          parts: tuple[str, ...] = PARTS) -> dict:
+    """Everything in one run (or the named ``parts``); see the module docstring."""
     from . import store
     from .core.models import load_model
     from .study import dataset
 
     res: dict[str, Any] = {"model": key, "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
-    res.update(measure_loads(key))
+    if "loading" in parts:
+        res.update(measure_loads(key))
     handle = load_model(key)
     probe = store.load_probe(key)
     layer = int(store.load_detection(key)["best_layer"])
     res["device"] = str(handle.device)
     res["dtype"] = str(handle.dtype).replace("torch.", "")
-    res.update(measure_generation(handle, probe, layer, new_tokens, repeats))
-    bw, wb = measure_bandwidth(), weight_bytes_per_token(handle)
-    bound = bw / wb
-    res.update({"copy_bandwidth_gb_s": round(bw / 1e9, 2), "weight_bytes_per_token": wb,
-                "decode_bound_tok_s": round(bound, 2), "ratio_plain_decode_over_bound": round(res["plain_tok_s"] / bound, 3)})
-    res.update(measure_scoring(handle, dataset.load_pairs()[0].empathic, repeats=max(5, repeats)))
-    res.update(measure_extraction(handle, n_texts, repeats))
+    if "generation" in parts:
+        res.update(measure_generation(handle, probe, layer, new_tokens, repeats))
+    if "small_batch" in parts:
+        res.update(measure_small_batch_linear(handle, probe, layer, new_tokens, repeats))
+    if "bandwidth" in parts:
+        bw, wb = measure_bandwidth(), weight_bytes_per_token(handle)
+        bound = bw / wb
+        res.update({"copy_bandwidth_gb_s": round(bw / 1e9, 2), "weight_bytes_per_token": wb, "decode_bound_tok_s": round(bound, 2)})
+        if "plain_tok_s" in res:
+            res["ratio_plain_decode_over_bound"] = round(res["plain_tok_s"] / bound, 3)
+    if "scoring" in parts:
+        res.update(measure_scoring(handle, dataset.load_pairs()[0].empathic, repeats=max(5, repeats)))
+    if "extraction" in parts:
+        res.update(measure_extraction(handle, n_texts, repeats))
     return res
 
 

@@ -29,6 +29,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from .bench import PARTS as BENCH_PARTS
 from .core.models import DEFAULT_MODEL
 from .errors import UserError
 from .store import load_detection, load_probe, model_dir, write_json
@@ -224,7 +225,7 @@ def cmd_precompute(a: argparse.Namespace) -> int:
 def cmd_bench(a: argparse.Namespace) -> int:
     from .bench import bench
 
-    res = bench(a.model, new_tokens=a.new_tokens, repeats=a.repeats, n_texts=a.n)
+    res = bench(a.model, new_tokens=a.new_tokens, repeats=a.repeats, n_texts=a.n, parts=a.parts or BENCH_PARTS)
     for k, v in res.items():
         print(f"{k:40s} {v}")
     if a.json:
@@ -262,6 +263,15 @@ def positive_int(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
     return n
+
+
+def bench_parts(text: str) -> tuple[str, ...]:
+    """``--parts``: comma-separated names from ``bench.PARTS``."""
+    parts = tuple(p.strip() for p in text.split(",") if p.strip())
+    unknown = [p for p in parts if p not in BENCH_PARTS]
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(f"unknown bench parts {unknown}; choose from {', '.join(BENCH_PARTS)}")
+    return parts
 
 
 def _add_fit_parsers(sub: argparse._SubParsersAction) -> None:
@@ -354,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--new-tokens", type=positive_int, default=48)
     b.add_argument("--repeats", type=positive_int, default=3)
     b.add_argument("--n", type=positive_int, default=100, help="texts for the extraction benchmark")
+    b.add_argument("--parts", type=bench_parts, default=None, help="comma-separated, from: " + ", ".join(BENCH_PARTS)
+                   + " (default: all)")
     b.add_argument("--json", default=None)
     b.set_defaults(func=cmd_bench)
 

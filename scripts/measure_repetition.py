@@ -1,6 +1,7 @@
 """Repetition of alpha = 0 baselines under candidate generation settings (issue 9).
 
     python scripts/measure_repetition.py --models qwen2.5-coder-0.5b,smollm2-135m,gemma3-270m --out repetition.json
+    python scripts/measure_repetition.py --models smollm2-135m --settings "off,no-repeat 4-gram" --threads 1
 
 For every bundled model and scenario, one greedy and one sampled (seed 0, T = 0.8, top-p 0.95)
 baseline of 96 new tokens, through the library's own generation path, under each setting of
@@ -28,12 +29,21 @@ def main() -> None:
     ap.add_argument("--models", default="qwen2.5-coder-0.5b,smollm2-135m,gemma3-270m")
     ap.add_argument("--out", default="repetition.json")
     ap.add_argument("--new-tokens", type=int, default=96)
+    ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated names from SETTINGS (default: all)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
+    chosen = [s.strip() for s in args.settings.split(",")]
+    unknown = [s for s in chosen if s not in SETTINGS]
+    if unknown:
+        ap.error(f"unknown settings {unknown}; choose from {list(SETTINGS)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = {}
     for key in args.models.split(","):
         h = load_model(key)
         zero = torch.zeros(h.n_layers, h.hidden_size)
-        for name, (pen, ngram) in SETTINGS.items():
+        for name in chosen:
+            pen, ngram = SETTINGS[name]
             t0 = time.perf_counter()
             texts = {"greedy": [], "sampled": []}
             for sc in SCENARIO_IDS:

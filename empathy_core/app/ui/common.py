@@ -35,22 +35,38 @@ except ImportError:
 
 
 def _error(exc: Exception) -> gr.Error:
-    """A ``UserError`` keeps its message; anything else is logged with its traceback and shown as an id."""
+    """A ``UserError`` keeps its message; anything else is logged with its traceback and shown as an id.
+
+    ``report`` has already logged it (one line for a user error, the traceback under an id for a bug),
+    so Gradio is told not to print its own traceback of the ``gr.Error`` (``print_exception=False``)."""
     if isinstance(exc, gr.Error):
         return exc
-    return gr.Error(report(exc))
+    return gr.Error(report(exc), print_exception=False)
 
 
 def check_complete(fn: Callable, args: tuple, kwargs: dict) -> None:
     """``UserError`` naming the inputs an API call left out.
 
-    Gradio fills an input that a request omits with the component object itself; without this
-    check its repr ("<gradio.components.dropdown.Dropdown object at 0x…>") would reach the caller."""
-    missing = [name for name, v in zip(inspect.signature(fn).parameters, args) if isinstance(v, gr.blocks.Block)]
-    missing += [name for name, v in kwargs.items() if isinstance(v, gr.blocks.Block)]
+    An input counts as missing when it is a component object (what a handler would see for an input
+    that never arrived) or None where the handler's parameter is annotated ``str`` (a model key, a
+    text, a scenario: nothing a page ever sends as null). ``api_calls.CompleteApiCalls`` sends null
+    for an omitted input without a default, so a short ``/gradio_api/call/NAME`` request ends here
+    with this message instead of Gradio's own, which lists the components' reprs."""
+    params = inspect.signature(fn).parameters
+    given = {**dict(zip(params, args)), **kwargs}
+    missing = [name for name, v in given.items()
+               if isinstance(v, gr.components.Component) or (v is None and _annotation(params.get(name)) == "str")]
     if missing:
-        names = ", ".join(p for p in inspect.signature(fn).parameters if p != "request")
+        names = ", ".join(p for p in params if p != "request")
         raise UserError(f"The request is missing {', '.join(missing)}: send every input ({names}).")
+
+
+def _annotation(param: inspect.Parameter | None) -> str:
+    """A parameter's annotation as written (a string under ``from __future__ import annotations``)."""
+    if param is None or param.annotation is inspect.Parameter.empty:
+        return ""
+    a = param.annotation
+    return a if isinstance(a, str) else getattr(a, "__name__", str(a))
 
 
 def friendly(fn: Callable) -> Callable:

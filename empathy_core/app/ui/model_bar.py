@@ -50,7 +50,7 @@ class ModelBar:
 
         @gpu
         @friendly
-        def select_model(key: str, last_ok: str) -> tuple:
+        def select_model(key: str, last_ok: str | None) -> tuple:
             """Load the chosen model (or find it loaded) and describe it. A model that cannot load here
             puts the selector back on the last one that did, and says why (a note and a warning)."""
             try:

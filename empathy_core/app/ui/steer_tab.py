@@ -141,7 +141,7 @@ class SteerTab:
             self.dose_csv = gr.File(label="Chart data (CSV)", visible=False)
             self.dose_table = gr.Dataframe(headers=["α", "raw α", "probe score", "judge P(empathic)", "reply"],
                                            label="Replies", wrap=True, interactive=False, visible=False,
-                                           column_widths=["8%", "8%", "12%", "14%", "58%"])
+                                           column_widths=["7%", "8%", "11%", "17%", "57%"])
 
     # ------------------------------------------------------------------ handlers (named inputs)
     def show_raw(self, key: str, alpha: Any, layer: Any) -> str:

@@ -1,0 +1,40 @@
+"""The bench's small-batch comparison on a tiny model: it measures both linear paths and leaves the model as it was."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from empathy_core.bench import PARTS, measure_small_batch_linear
+from empathy_core.core.fast_linear import use_small_batch_linear, use_stock_linear
+
+
+def test_stock_linear_undoes_the_small_batch_path():
+    lin = torch.nn.Linear(24, 40)
+    seq = torch.nn.Sequential(lin)
+    assert use_small_batch_linear(seq) == 1 and "forward" in lin.__dict__
+    assert use_stock_linear(seq) == 1 and "forward" not in lin.__dict__
+    assert use_stock_linear(seq) == 0
+
+
+@pytest.mark.parametrize("patched", [False, True])
+def test_small_batch_comparison_reports_both_paths_and_restores_the_model(tiny_models, patched):
+    h = tiny_models["llama"]
+    use_stock_linear(h.model)
+    if patched:
+        use_small_batch_linear(h.model)
+    probe = SimpleNamespace(directions=torch.nn.functional.normalize(torch.randn(h.n_layers, h.hidden_size), dim=1),
+                            mean_norms=torch.ones(h.n_layers))
+    try:
+        out = measure_small_batch_linear(h, probe, 1, new_tokens=2, repeats=1)
+        assert out["small_batch_linear_on_at_load"] is patched
+        for suffix in ("", "_small_batch_linear"):
+            assert out[f"side_by_side_s{suffix}"] > 0 and out[f"strip7_batched_s{suffix}"] > 0
+            # over the stock single row; the times are rounded to 1 ms, so compare loosely
+            assert out[f"ratio_side_by_side_over_single{suffix}"] == pytest.approx(
+                out[f"side_by_side_s{suffix}"] / out["single_s"], rel=0.1, abs=0.05)
+        linears = [m for m in h.model.modules() if type(m) is torch.nn.Linear]
+        assert all(("forward" in m.__dict__) is patched for m in linears)
+    finally:
+        use_stock_linear(h.model)
+    assert "small_batch" in PARTS
