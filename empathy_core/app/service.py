@@ -345,11 +345,20 @@ class Service:
         return self._judge
 
     # ------------------------------------------------------------------ inputs
+    def steering_directions(self, key: str, probe: Probe) -> torch.Tensor:
+        """The directions the Steer tab pushes along: the detection probe's where the sweep's choose-seeds
+        chose it (``evaluation.chosen.direction``), else the study's mean difference."""
+        st = self.steering(key)
+        chosen = (st or {}).get("evaluation", {}).get("chosen", {}).get("direction") if isinstance(st, dict) else None
+        if chosen == "detection" and probe.detection is not None:
+            return probe.detection.directions
+        return probe.directions
+
     def _directions(self, handle: ModelHandle, upload: str | None) -> tuple[torch.Tensor, Probe | None]:
         """The probe's (L, H) directions, or those of an uploaded safetensors file (checked first)."""
         if not upload:
             probe = self.probe(handle.key)
-            return probe.directions, probe
+            return self.steering_directions(handle.key, probe), probe
         p = Path(upload)
         if p.suffix.lower() != ".safetensors":
             raise UserError(f"Upload a .safetensors file (got {p.suffix or 'no extension'}); pickled files are never loaded.")
