@@ -108,6 +108,7 @@ class ScoreResult:
     verdict: Verdict
     seconds: float = 0.0
     threshold: float = 0.0  # the probe's threshold at ``layer`` (0 for an uploaded bare direction): the heatmap's centre
+    thresholds: list[float] | None = None  # every layer's threshold of the probe that scored (None for a bare direction)
 
 
 @dataclass
@@ -452,7 +453,8 @@ class Service:
                               threshold=float(probe.thresholds[v_layer]), label="empathic" if p >= 0.5 else "task-focused")
         return ScoreResult(model=h.key, layer=layer, best_layer=best, per_layer=per_layer, tokens=ts.tokens,
                            token_scores=ts.per_token[layer].tolist(), verdict=verdict, seconds=time.perf_counter() - t0,
-                           threshold=float(thresholds[layer]) if thresholds is not None else 0.0)
+                           threshold=float(thresholds[layer]) if thresholds is not None else 0.0,
+                           thresholds=thresholds.tolist() if thresholds is not None else None)
 
     # ------------------------------------------------------------------ steering
     def render(self, h: ModelHandle, scenario: str, prompt: str) -> str:
