@@ -29,6 +29,7 @@ from empathy_core.app.ui.api_calls import CompleteApiCalls, endpoint_parameters
 from empathy_core.app.ui.model_bar import ModelBar
 from empathy_core.app.ui.theme import theme_head
 from empathy_core.core.models import DEFAULT_MODEL, REGISTRY
+from empathy_core.study.report import render_about
 
 ROOT = Path(__file__).resolve().parent
 QUEUE_SIZE = int(os.environ.get("EMPATHY_QUEUE_SIZE", "64"))
@@ -63,7 +64,7 @@ def build_app(svc: Service, queue_size: int = QUEUE_SIZE, classroom: bool = Fals
             cross_tab.build(svc, demo)
             steering = steering_tab.build(svc, demo, bar.dropdown)
             with gr.Tab("About", id="about"):
-                gr.Markdown((ROOT / "assets" / "about.md").read_text(encoding="utf-8"))
+                gr.Markdown(render_about((ROOT / "assets" / "about.md").read_text(encoding="utf-8"), svc.root))
         bar.chain(before_load=[lambda t: probe(t, "probe_layout"), lambda t: steer(t, "steer_layout"), layers, steering],
                   after_load=[lambda t: probe(t, "probe_layout_after_load"), lambda t: steer(t, "steer_layout_after_load")])
     demo.queue(max_size=queue_size, default_concurrency_limit=4)

@@ -5,14 +5,16 @@
     python -m empathy_core export --model smollm2-135m --layer best [--alpha A] --format safetensors|gguf --out FILE
     python -m empathy_core fit --model ID_OR_PATH [--refresh]
     python -m empathy_core gpu-check --json OUT [--sizes tiny|study] [--dtypes bf16,fp16] [--parts ...]
-    python -m empathy_core precompute --model smollm2-135m [--quick] [--refresh] [--out-dir DIR]
+    python -m empathy_core precompute --model smollm2-135m [--quick] [--refresh] [--only detection] [--out-dir DIR]
+    python -m empathy_core validate-judges [--out FILE]
     python -m empathy_core bench --model smollm2-135m [--json OUT]
     python -m empathy_core bench-app [--json OUT]
     python -m empathy_core bench-fit [--model smollm2-135m] [--json OUT]
 
 ``extract`` writes ``precomputed/KEY/probes.safetensors`` and ``precomputed/KEY/detection.json``.
 ``score`` reads them; each input line is a JSON object with a "text" field, and each output
-line is that object plus "score" (the projection on the probe) and "layer".
+line is that object plus "score" (the projection on the probe), "layer" and "probe"; with the default detection
+probe also "verdict" ("ok", or "too_short" / "too_far": can't judge) and "p_empathic" (null when it can't judge).
 
 This module only parses arguments and calls the library; results are read and written by
 ``store.py``. A ``UserError`` (bad input, missing results, a model that cannot load here)
@@ -93,25 +95,36 @@ def _read_jsonl(path: str) -> list[dict]:
 
 
 def cmd_score(a: argparse.Namespace) -> int:
+    """Score texts with the default detection probe (its method, pooling and layer, and its can't-judge gate), or
+    with the study's mean difference (``--probe study``, or a probe file without a detection probe)."""
     from .core.activations import extract
     from .core.models import load_model
 
     probe = load_probe(a.model, a.out_dir)
     detection = load_detection(a.model, a.out_dir)
     rows = _read_jsonl(a.inp)
-    layer = resolve_layer(a.layer, detection, probe.n_layers)
+    det = probe.detection if a.probe == "default" else None
+    layer = resolve_layer(a.layer, {**detection, "best_layer": det.layer} if det is not None else detection, probe.n_layers)
     handle = load_model(a.model)
     probe.check_compatible(handle.n_layers, handle.hidden_size, handle.key)
-    pooling = probe.meta.get("pooling", "mean")
+    pooling = det.pooling if det is not None else probe.meta.get("pooling", "mean")
     scenarios = [r.get("scenario") or "" for r in rows] if pooling == "chat" else None
-    acts = extract(handle, [r["text"] for r in rows], pooling=pooling, scenarios=scenarios, progress=True, desc="scoring")
-    scores = probe.score(acts.pooled)[:, layer]
+    acts = extract(handle, [r["text"] for r in rows], pooling=pooling, scenarios=scenarios, progress=True, desc="scoring")  # type: ignore[arg-type]
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w") as f:
-        for r, s in zip(rows, scores.tolist()):
-            f.write(json.dumps({**r, "score": s, "layer": layer}, ensure_ascii=False) + "\n")
-    print(f"Scored {len(rows)} texts at layer {layer}; wrote {out}")
+        if det is None:
+            for r, s in zip(rows, probe.score(acts.pooled)[:, layer].tolist()):
+                f.write(json.dumps({**r, "score": s, "layer": layer, "probe": "study_mean_diff"}, ensure_ascii=False) + "\n")
+        else:
+            scores = det.score(acts.pooled)[:, layer].tolist()
+            gate = det.gate().verdict(acts.pooled[:, det.layer].double().numpy(), acts.n_tokens.numpy())
+            for r, s, g in zip(rows, scores, gate.tolist()):
+                p = det.probability(s, layer) if g == "ok" else None
+                f.write(json.dumps({**r, "score": s, "layer": layer, "probe": det.method, "verdict": g,
+                                    "p_empathic": p}, ensure_ascii=False) + "\n")
+    print(f"Scored {len(rows)} texts at layer {layer} with "
+          f"{'the default detection probe (' + det.method + ')' if det is not None else 'the study mean difference'}; wrote {out}")
     return 0
 
 
@@ -152,10 +165,32 @@ def cmd_fit(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_results_table(a: argparse.Namespace) -> int:
+    """Print the detection goal tables (README and About) from the committed detection.json files."""
+    from .study.report import detection_results, update_readme
+
+    if a.readme is not None:
+        update_readme(a.readme, a.out_dir)
+        print(f"Updated the detection tables in {a.readme}")
+    else:
+        print(detection_results(a.out_dir))
+    return 0
+
+
 def cmd_gpu_check(a: argparse.Namespace) -> int:
     from .gpu_check import main as gpu_check_main
 
     return gpu_check_main(a.json, a.sizes, a.dtypes, a.parts)
+
+
+def cmd_validate_judges(a: argparse.Namespace) -> int:
+    from .study.validation import run
+
+    rep = run(a.out)
+    t = rep["test"]
+    print(f"judge validation on the held-out labels (n = {rep['n']['test']}): " + ", ".join(
+        f"{k} precision {v['precision']} recall {v['recall']}" for k, v in t.items() if isinstance(v, dict) and "precision" in v))
+    return 0
 
 
 def cmd_precompute(a: argparse.Namespace) -> int:
@@ -168,10 +203,21 @@ def cmd_precompute(a: argparse.Namespace) -> int:
         refresh_summaries(a.model, a.out_dir)
         print(f"Refreshed the summaries of {a.model} from its stored generations.")
         return 0
-    s = SweepSettings()
+    if a.only == "detection":
+        from .study.precompute import run_detection_only
+
+        timings = run_detection_only(a.model, progress=True, root=a.out_dir)
+        print(f"precompute --only detection {a.model}: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
+        return 0
+    from .core.models import generation_defaults
+    from .study.sweep_eval import EvalSettings
+
+    s = SweepSettings(**generation_defaults(a.model))
+    e = EvalSettings()
     if a.quick:  # a small slice, for smoke tests
-        s = SweepSettings(alphas=(-0.3, 0.0, 0.3), seeds=(0,), new_tokens=16, scenarios=("listener",))
-    timings = run_precompute(a.model, s, progress=True, root=a.out_dir)
+        s = SweepSettings(**generation_defaults(a.model), new_tokens=16)
+        e = EvalSettings(alphas=(-0.3, 0.0, 0.3), choose_seeds=(100, 101), report_seeds=(0, 1), scenarios=("listener",))
+    timings = run_precompute(a.model, s, progress=True, root=a.out_dir, eval_settings=e)
     print(f"precompute {a.model}: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
     return 0
 
@@ -247,6 +293,32 @@ def _add_fit_parsers(sub: argparse._SubParsersAction) -> None:
     bf.set_defaults(func=cmd_bench_fit)
 
 
+def _add_study_parsers(sub: argparse._SubParsersAction) -> None:
+    """``results-table`` and ``precompute``."""
+    rt = sub.add_parser("results-table", help="print the detection goal tables from the committed detection.json files")
+    rt.add_argument("--out-dir", type=Path, default=None, help="default: precomputed/")
+    rt.add_argument("--readme", type=Path, default=None, help="rewrite the tables between this file's markers instead")
+    rt.set_defaults(func=cmd_results_table)
+
+    pc = sub.add_parser("precompute", help="detection, lexical ablation, steering sweep, judges: everything the app replays")
+    pc.add_argument("--model", required=True)
+    pc.add_argument("--quick", action="store_true", help="a small slice (smoke test), not the committed settings")
+    pc.add_argument("--refresh", action="store_true",
+                    help="recompute summaries (lexical ablation, success rates, cross-model, manifest) from stored results")
+    pc.add_argument("--out-dir", type=Path, default=None, help="default: precomputed/")
+    pc.add_argument("--only", choices=["detection"], default=None,
+                    help="detection only: probes, detection.json, lexical ablation, cross-model, manifest; the steering "
+                         "sweep is kept (and the direction it used is copied to sweep_direction.safetensors first)")
+    pc.set_defaults(func=cmd_precompute)
+
+
+def _add_validate_judges(sub: argparse._SubParsersAction) -> None:
+    vj = sub.add_parser("validate-judges", help="fit the steering gates and judge cut-offs on the blind labels' train "
+                        "part, report precision and recall on the held-out part (precomputed/judge_validation.json)")
+    vj.add_argument("--out", type=Path, default=None, help="default: precomputed/judge_validation.json (and the manifest)")
+    vj.set_defaults(func=cmd_validate_judges)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m empathy_core", description="Empathy probes: extract, score, steer.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -269,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--in", dest="inp", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--out-dir", type=Path, default=None, help="where probes live; default: precomputed/")
+    s.add_argument("--probe", default="default", choices=["default", "study"],
+                   help="default: the dev-chosen detection probe with its can't-judge gate; study: the mean difference")
     s.set_defaults(func=cmd_score)
 
     x = sub.add_parser("export", help="export a direction as safetensors or a llama.cpp control vector (GGUF)")
@@ -282,13 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out-dir", type=Path, default=None, help="where probes live; default: precomputed/")
     x.set_defaults(func=cmd_export)
 
-    pc = sub.add_parser("precompute", help="detection, lexical ablation, steering sweep, judges: everything the app replays")
-    pc.add_argument("--model", required=True)
-    pc.add_argument("--quick", action="store_true", help="a small slice (smoke test), not the committed settings")
-    pc.add_argument("--refresh", action="store_true",
-                    help="recompute summaries (lexical ablation, success rates, cross-model, manifest) from stored results")
-    pc.add_argument("--out-dir", type=Path, default=None, help="default: precomputed/")
-    pc.set_defaults(func=cmd_precompute)
+    _add_study_parsers(sub)
+    _add_validate_judges(sub)
 
     b = sub.add_parser("bench", help="benchmark generation, steering, scoring, extraction and loading in one run")
     b.add_argument("--model", default=DEFAULT_MODEL)

@@ -81,6 +81,21 @@ def load_probe(key: str, root: Path | None = None) -> Probe:
     return Probe.load(path)
 
 
+SWEEP_DIRECTION = "sweep_direction.safetensors"
+
+
+def load_sweep_probe(key: str, root: Path | None = None) -> Probe:
+    """``KEY/sweep_direction.safetensors``: the probe the committed steering sweep used (kept when the detection
+    probe was refitted on a newer dataset); ``StoreError`` if it is missing."""
+    path = model_dir(key, root) / SWEEP_DIRECTION
+    if not path.exists():
+        raise StoreError(f"No sweep direction for {key} at {path}. "
+                         f"`python -m empathy_core precompute --model {key} --only detection` keeps one.")
+    from .core.probes import Probe
+
+    return Probe.load(path)
+
+
 def load_optional(key: str, name: str, root: Path | None = None) -> dict | None:
     """``KEY/NAME`` as JSON, or None where it is missing (for replays that may have nothing to show).
 

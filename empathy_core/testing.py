@@ -32,6 +32,15 @@ def tiny_tokenizer(extra_words: Iterable[str] = ()) -> PreTrainedTokenizerFast:
     for p in dataset.load_pairs() if (dataset.DATA_DIR / "pairs").exists() else ():
         for t in (p.empathic, p.task, p.moment):
             words.update(_split_words(t))
+    # every text the detection experiment reads (long-form, confounds, graded, sanity): none may be all <unk>
+    for lf in dataset.load_longform() if (dataset.DATA_DIR / "longform").exists() else ():
+        words.update(_split_words(lf.empathic + " " + lf.task))
+    for c in dataset.load_confounds() if (dataset.DATA_DIR / "confounds").exists() else ():
+        words.update(_split_words(c.high + " " + c.low))
+    for g in dataset.load_graded() if (dataset.DATA_DIR / "graded").exists() else ():
+        words.update(_split_words(g.text))
+    for sn in dataset.load_sanity() if (dataset.DATA_DIR / "sanity").exists() else ():
+        words.update(_split_words(sn.text))
     for s in dataset.scenarios().values():
         words.update(_split_words(s.describe()))
     specials = ["<pad>", "<unk>", "<bos>", "<eos>", "<|user|>", "<|assistant|>", "<|system|>"]
@@ -48,7 +57,8 @@ def tiny_tokenizer(extra_words: Iterable[str] = ()) -> PreTrainedTokenizerFast:
 
 
 def _split_words(text: str) -> list[str]:
-    return re.findall(r"\w+|[^\w\s]", text)
+    """Words and punctuation, single marks and runs ("...", "?!"): the Whitespace pre-tokenizer keeps runs whole."""
+    return re.findall(r"\w+|[^\w\s]", text) + re.findall(r"[^\w\s]+", text)
 
 
 def tiny_model(arch: str = "llama", n_layers: int = 4, hidden: int = 64, seed: int = 0, vocab_size: int | None = None,

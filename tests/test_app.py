@@ -59,15 +59,19 @@ def test_score_matches_the_library(client, app_server):
     svc, _ = app_server
     text = "I stopped walking to the door and asked how they were doing, even though it cost me a heart."
     verdict, chart, heat, chart_csv = client.predict(KEY, text, 10, None, api_name="/score")
-    probe = load_probe(KEY)
-    # Reference: the batched extraction path, pooled, projected on each layer's direction.
-    ref = probe.score(extract(svc.handle(KEY), [text], pooling="mean").pooled)[0]
+    det = load_probe(KEY).detection  # the Probe tab reads the dev-chosen detection probe
+    # Reference: the batched extraction path, pooled, projected on each layer's detection direction.
+    acts = extract(svc.handle(KEY), [text], pooling=det.pooling)
+    ref = det.score(acts.pooled)[0]
     ys = plot_data(chart)[0]["y"]  # drawn relative to each layer's threshold
-    assert len(ys) == probe.n_layers
-    np.testing.assert_allclose(ys, (ref - probe.thresholds).numpy(), rtol=1e-3, atol=1e-3)
-    p = probe.probability(float(ref[10]), 10)
-    assert f"P(empathic) = {p:.2f}" in verdict
+    assert len(ys) == det.directions.shape[0]
+    np.testing.assert_allclose(ys, (ref - det.thresholds).numpy(), rtol=1e-3, atol=1e-3)
+    gate = det.gate().verdict(acts.pooled[:, det.layer].double().numpy(), acts.n_tokens.numpy())[0]
+    assert gate == "ok"  # an in-distribution reply: the gate lets it through
+    p = det.probability(float(ref[det.layer]), det.layer)
+    assert f"P(empathic) = {p:.2f}" in verdict and f"at layer {det.layer}" in verdict
     assert ("Empathic" if p >= 0.5 else "Task-focused") in verdict
+    assert "TF-IDF bag-of-words baseline" in verdict
     assert "asked" in heat and "Layer 10" in heat
     rows = read_csv(chart_csv)
     assert [float(r["y"]) for r in rows if r["trace"] == "score − layer threshold"] == pytest.approx(ys)
@@ -129,10 +133,10 @@ def test_switching_models_updates_controls_and_replays(client):
     assert f"Best steering layer {st['best_steering_layer']}" in out[3]
     assert "layer 6" in json.dumps(out[7]) or out[7] == st["best_steering_layer"]
     assert all(r[1] in st["settings"]["layers"] for r in out[11]["data"])
-    plot, summary, _ = client.predict("gemma3-270m", False, api_name="/layers_chart_on_model")
+    plot, summary, _, _ = client.predict("gemma3-270m", False, api_name="/layers_chart_on_model")
     assert f"best layer {det['best_layer']} of 18" in summary
     # A study model that cannot load here: the replays clear with a note instead of an error pop-up.
-    plot, summary, _ = client.predict("phi3-mini", False, api_name="/layers_chart_on_model")
+    plot, summary, _, _ = client.predict("phi3-mini", False, api_name="/layers_chart_on_model")
     assert plot is None and "precompute --model phi3-mini" in summary
     # Choosing it puts the selector back on the last model that loaded for this visitor, and says why.
     note, chosen = client.predict("phi3-mini", api_name="/select_model")
@@ -203,9 +207,21 @@ def test_layers_chart_replays_detection_json_and_toggles_the_reference(client):
     from empathy_core.store import load_detection
 
     det = load_detection(KEY)
-    plot, summary, chart_csv = client.predict(KEY, False, api_name="/layers_chart")
+    plot, summary, chart_csv, conf_plot = client.predict(KEY, False, api_name="/layers_chart")
     traces = {t["name"]: t for t in plot_data(plot)}
-    assert traces[probe_label(det)]["y"] == pytest.approx([r["auroc_test"] for r in det["layers"]])
+    # the default probe and the study's mean difference side by side, the text-only baselines as lines
+    assert traces[probe_label(det)]["y"] == pytest.approx([r["auroc_test"] for r in det["default_curve"]])
+    study = "the study's method: mean difference of the class means, mean pooling"
+    assert traces[study]["y"] == pytest.approx([r["auroc_test"] for r in det["layers"]])
+    for b in det["baselines"].values():
+        line = traces[f"text-only baseline: {b['name']} ({b['test_auroc']:.2f})"]
+        assert line["y"] == pytest.approx([b["test_auroc"]] * 2)
+    # per-axis confound AUROC with CIs, for the default probe, the study's method and the baselines
+    bars = {t["name"]: t for t in plot_data(conf_plot)}
+    assert bars[probe_label(det)]["y"] == pytest.approx(
+        [det["reports"]["default"]["confound_heldout"][a]["auroc"] for a in ("sentiment", "politeness", "length", "enthusiasm")])
+    assert len(bars) == 2 + len(det["baselines"])
+    assert "chosen on the dev split only by the pre-registered rule" in summary
     band = "random directions: mean to 95th percentile"
     assert traces[f"{band} upper"]["y"] == pytest.approx([r["random_auroc_p95"] for r in det["layers"]])
     assert traces[band]["y"] == pytest.approx([r["random_auroc_mean"] for r in det["layers"]])
@@ -213,7 +229,7 @@ def test_layers_chart_replays_detection_json_and_toggles_the_reference(client):
     with_ref = plot_data(client.predict(KEY, True, api_name="/layers_chart")[0])
     assert sum("reported by the original study" in t["name"] for t in with_ref) == 3
     assert f"best layer {det['best_layer']}" in summary
-    assert {r["trace"] for r in read_csv(chart_csv)} >= {probe_label(det), "leave-one-scenario-out AUROC"}
+    assert {r["trace"] for r in read_csv(chart_csv)} >= {probe_label(det), "study's method: leave-one-scenario-out AUROC"}
 
 
 def test_cross_model_charts(client):
@@ -376,7 +392,8 @@ def test_bad_replay_inputs(client):
 def test_app_still_answers_after_bad_inputs(client):
     """Runs after the bad-input tests above (file order): a normal request still works."""
     verdict = client.predict(KEY, "I waited with them until they felt better.", 10, None, api_name="/score")[0]
-    assert "P(empathic)" in verdict
+    assert "P(empathic)" in verdict or "Can't judge this" in verdict
+    assert "Can't judge this" in client.predict(KEY, "123", 10, None, api_name="/score")[0]
     out = client.predict(*steer_args(n=6), api_name="/steer")
     assert out[0].strip() and out[1].strip()
 

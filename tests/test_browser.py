@@ -83,7 +83,7 @@ def test_probe_tab_scores_an_example(page):
     page.locator("#probe-verdict").scroll_into_view_if_needed()
     page.get_by_role("button", name=re.compile("Food Delivery · empathic")).click()
     page.get_by_role("button", name="Score", exact=True).click()
-    page.locator("#probe-verdict").get_by_text("P(empathic)").first.wait_for()
+    page.locator("#probe-verdict").get_by_text(re.compile(r"P\(empathic\)|Can't judge this")).first.wait_for()
     assert _svg_charts(page, "probe-chart") >= 1
     assert page.locator("#probe-heatmap span[title]").count() > 5
     _scroll_to(page, "#probe-verdict")

@@ -50,7 +50,9 @@ def test_score_round_trip(extracted, tiny_dir, tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     det = store.load_detection(str(tiny_dir), extracted)
     assert len(rows) == 2 and rows[0]["id"] == 1
-    assert all(r["layer"] == det["best_layer"] and isinstance(r["score"], float) for r in rows)
+    # the default detection probe, at its dev-chosen layer
+    assert all(r["layer"] == det["default"]["layer"] and isinstance(r["score"], float) for r in rows)
+    assert all(r["probe"] == det["default"]["method"] and r["verdict"] in ("ok", "too_short", "too_far") for r in rows)
     # layer N gives the projection at that layer
     rc = cli.main(["score", "--model", str(tiny_dir), "--layer", "0", "--in", str(inp), "--out", str(out),
                    "--out-dir", str(extracted)])

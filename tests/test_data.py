@@ -89,3 +89,71 @@ def test_data_readme_lists_current_hashes():
 def test_unknown_scenario_is_a_clear_error():
     with pytest.raises(ValueError, match="Unknown scenario 'nope'"):
         dataset.get_scenario("nope")
+
+
+# ------------------------------------------------------------------ issue 10 rules: each one can fail
+from dataclasses import replace  # noqa: E402
+
+from empathy_core.study import data_rules  # noqa: E402
+
+
+def test_the_whole_data_set_passes_every_rule():
+    assert dataset.check_all() == []
+    assert dataset.main(["check"]) == 0
+
+
+def test_tone_rule_catches_markers_on_one_side():
+    emp = [f"I stay with them, I hope it helps {i}." for i in range(30)]
+    task = [f"I run to the door now {i}." for i in range(30)]
+    found = data_rules.check_tone(emp, task)
+    assert any(f.startswith("warmth:") for f in found)
+    assert any("marker 'hope' alone predicts the label" in f for f in found)
+    # balanced: the same marker on both sides passes
+    assert data_rules.check_tone(emp, [t.replace("now", "now, I hope") for t in task]) == []
+
+
+def test_tone_rule_catches_one_predictive_word_even_when_categories_balance():
+    emp = ["Please wait, I stay."] * 10 + ["I stay."] * 10
+    task = ["Thanks, I go."] * 10 + ["I go."] * 10  # politeness 10 vs 10, but 'please' only on one side
+    found = data_rules.check_tone(emp, task)
+    assert not any(f.startswith("politeness:") for f in found)
+    assert any("'please'" in f for f in found) and any("'thanks'" in f for f in found)
+
+
+def test_graded_length_rule():
+    texts = ["short"] * 10 + ["a much longer reply here"] * 10
+    assert data_rules.check_graded_length(texts, [0] * 10 + [2] * 10)
+    assert data_rules.check_graded_length(texts, [0, 2] * 10) == []
+
+
+def test_longform_rules():
+    lf = dataset.load_longform()
+    assert dataset.check_longform() == []
+    short = replace(lf[0], empathic="Too short to be long-form.")
+    assert any("words (long-form needs 80-250)" in f for f in dataset.check_longform([short, *lf[1:]]))
+    one_scenario_less = [p for p in lf if p.scenario != "maze"] + [p for p in lf if p.scenario == "maze"][:5]
+    assert any("long-form maze: only 5 pairs" in f for f in dataset.check_longform(one_scenario_less))
+    no_test = [replace(p, split="train") if p.scenario == "duel" and p.split == "test" else p for p in lf]
+    assert any("long-form duel: split lacks ['test']" in f for f in dataset.check_longform(no_test))
+
+
+def test_level_tags_main_contrast():
+    pairs = list(dataset.load_pairs())
+    bad = [replace(pairs[0], task_level=1), replace(pairs[1], empathic_level=None), *pairs[2:]]
+    found = dataset.check_pairs(bad)
+    assert any(f.startswith(f"{pairs[0].id}: needs empathic_level 2") for f in found)
+    assert any(f.startswith(f"{pairs[1].id}: needs empathic_level 2") for f in found)
+
+
+def test_sanity_set_rules():
+    items = list(dataset.load_sanity())
+    assert dataset.check_sanity() == []
+    assert len(items) >= 60 and {s.expected for s in items} == set(dataset.SANITY_EXPECTED)
+    leaked = replace(items[0], text=dataset.load_pairs()[0].empathic)
+    assert any("also a fitted pair text" in f for f in dataset.check_sanity([leaked, *items[1:]]))
+    assert any("only 10 sanity texts" in f for f in dataset.check_sanity(items[:10]))
+
+
+def test_check_command_fails_on_bad_data(monkeypatch):
+    monkeypatch.setattr(dataset, "check_tone", lambda pairs=None: ["warmth: 10 vs 1"])
+    assert dataset.main(["check"]) == 1

@@ -118,7 +118,7 @@ def test_reproduces_committed_manifest_hashes():
     for rel, digest in man["files"].items():
         assert hashlib.sha256((PRECOMPUTED / rel).read_bytes()).hexdigest() == digest, f"{rel} changed since precompute"
     assert man["dataset_sha256"] == dataset.dataset_sha256()
-    assert man["schema"] == "empathy-precomputed/1"
+    assert man["schema"] == "empathy-precomputed/2"
 
 
 @pytest.mark.parametrize("key", ["smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b"])

@@ -88,7 +88,8 @@ def test_fit_in_the_service_writes_the_user_cache_and_a_new_instance_finds_it(tm
     info = svc.model_info(key)
     assert info["best_steering_layer"] == res.best_layer and "no steering sweep" in info["steering_layer_source"]
     r = svc.score(key, "I stopped to help her before the timer ran out.")
-    assert r.verdict.probability is not None and r.best_layer == res.best_layer
+    # the Probe tab reads the fitted detection probe at its dev-chosen layer (a random-init model's gate may refuse)
+    assert (r.verdict.probability is not None or r.verdict.cannot_judge) and r.best_layer == det["default"]["layer"]
     last = list(svc.stream_steer(key, "listener", "Someone is stuck.", 0.3, max_new_tokens=4))[-1]
     assert len(last.rows) == 2 and last.layer == res.best_layer
     # a new app instance (same cache) finds it without fitting again

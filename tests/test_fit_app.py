@@ -62,7 +62,8 @@ def test_fit_flow_through_the_api_and_a_reload_finds_it(tmp_path, monkeypatch):
         assert [p for p in progress if p is not None], "no progress event arrived"
         # 4. score with the fitted probe: the verdict says where the probe came from
         verdict, chart, heat, chart_csv = client.predict(model, "I stopped to help her.", None, None, api_name="/score")
-        assert "P(empathic)" in verdict and "fitted on this machine at" in verdict
+        # a random-init model: its gate may find the text too short or too far; either way the verdict says why
+        assert ("P(empathic)" in verdict or "Can't judge this" in verdict) and "fitted on this machine at" in verdict
         assert "fitted on this machine" in summary_text(chart)
         # 5. steer: baseline and steered rows at the fitted probe's best layer
         out = client.predict(model, "listener", PROMPT, 0.3, None, 6, 0, True, None, api_name="/steer")
@@ -70,7 +71,7 @@ def test_fit_flow_through_the_api_and_a_reload_finds_it(tmp_path, monkeypatch):
         best = svc.detection(model)["best_layer"]
         assert json.loads(Path(out[6]).read_text())["layer"] == best
         # 6. the Layers chart, from the fit
-        fig, summary, csv = client.predict(model, False, api_name="/layers_chart")
+        fig, summary, csv, _ = client.predict(model, False, api_name="/layers_chart")
         assert f"best layer {best} of 4" in summary and "fitted on this machine at" in summary
         assert Path(csv).read_text().count("\n") > 4
     finally:
@@ -78,7 +79,7 @@ def test_fit_flow_through_the_api_and_a_reload_finds_it(tmp_path, monkeypatch):
     # 7. a reload: a new app instance, same cache, finds the fit without fitting again
     svc2, demo2, url2 = launch(root)
     try:
-        fig, summary, csv = Client(url2, verbose=False).predict(model, False, api_name="/layers_chart")
+        fig, summary, csv, _ = Client(url2, verbose=False).predict(model, False, api_name="/layers_chart")
         assert "fitted on this machine at" in summary and svc2.fitter.started == 0
     finally:
         demo2.close()

@@ -29,7 +29,7 @@ def _check(fig):
 
 
 def _default_trace(fig):
-    return next(t for t in fig.data if t.name.startswith("default probe"))
+    return next(t for t in fig.data if t.name.startswith("default probe") and "CI" not in t.name)
 
 
 def test_layer_auroc_figure(data):
@@ -38,9 +38,12 @@ def test_layer_auroc_figure(data):
     assert "random directions: mean to 95th percentile" in names
     assert any("reported by the original study" in n for n in names)
     auroc = _default_trace(fig)
-    assert list(auroc.y) == [r["auroc_test"] for r in data["det"]["layers"]]
-    # labelled from detection.json's metadata: this run's method is the study's mean difference
-    assert data["det"]["settings"]["method"] == "mean_diff" and "mean difference" in auroc.name and "study" in auroc.name
+    det = data["det"]
+    assert list(auroc.y) == [r["auroc_test"] for r in det["default_curve"]]
+    # labelled from detection.json: the dev-chosen method, beside the study's mean difference
+    assert auroc.name == plots.probe_label(det) and plots.method_name(det["default"]["method"]) in auroc.name
+    study = next(t for t in fig.data if t.name == "the study's method: mean difference of the class means, mean pooling")
+    assert list(study.y) == [r["auroc_test"] for r in det["layers"]]
     # series differ by dash or marker, not colour alone
     lines = [t for t in fig.data if t.mode and "markers" in t.mode and "reported" not in t.name]
     assert len({(t.line.dash, t.marker.symbol) for t in lines}) == len(lines)
@@ -50,20 +53,22 @@ def test_layer_chart_shows_few_series_by_default_and_one_honest_axis(data):
     fig = plots.layer_auroc_figure(data["det"])
     shown = [t.name for t in fig.data if t.visible in (None, True) and t.showlegend is not False]
     hidden = [t.name for t in fig.data if t.visible == "legendonly"]
-    assert len(shown) == 3, shown  # the default probe, its CI band and the random band (no baselines in this file)
-    assert {"leave-one-scenario-out AUROC", "lexically controlled AUROC", "test accuracy (train midpoint threshold)"} <= set(hidden)
+    # the default probe and the study's method with their CI bands, the random band and the two text-only baselines
+    assert len(shown) == 5 + len(data["det"]["baselines"]) == 7, shown
+    assert {"study's method: leave-one-scenario-out AUROC", "study's method: lexically controlled AUROC",
+            "study's method: test accuracy (train midpoint threshold)"} <= set(hidden)
     assert "yaxis2" not in fig.layout.to_plotly_json() and not any(getattr(t, "yaxis", None) == "y2" for t in fig.data)
     d = plots.cohens_d_figure(data["det"])
     assert list(d.data[0].y) == [r["cohens_d_test"] for r in data["det"]["layers"]]
     # the default-layer label sits at the bottom of the plot area, not among the curves' labels at the top
     (ann,) = [a for a in fig.layout.annotations if "default layer" in a.text]
-    assert ann.yref == "paper" and ann.y == 0 and f"default layer {data['det']['best_layer']}" in ann.text
+    assert ann.yref == "paper" and ann.y == 0 and f"default layer {data['det']['default']['layer']}" in ann.text
     assert "best layer" not in json.dumps(fig.layout.to_plotly_json())
 
 
 def test_layer_chart_draws_text_only_baselines_when_detection_has_them(data):
     det = json.loads(json.dumps(data["det"]))
-    assert plots.baselines(det) == []
+    assert plots.baselines(det) == [(b["name"], b["test_auroc"]) for b in det["baselines"].values()]
     det["baselines"] = {"tfidf_logistic": {"auroc_test": 0.71, "label": "TF-IDF + logistic"}, "length_only": 0.55}
     fig = plots.layer_auroc_figure(det)
     lines = {t.name: t for t in fig.data if t.name.startswith("text-only baseline")}
@@ -73,6 +78,23 @@ def test_layer_chart_draws_text_only_baselines_when_detection_has_them(data):
     assert list(lines["text-only baseline: length_only (0.55)"].x) == [0, det["n_layers"] - 1]
     det["baselines"] = [{"name": "bag of words", "auroc_test": 0.6}, {"name": "broken", "auroc_test": None}]
     assert plots.baselines(det) == [("bag of words", 0.6)]
+
+
+def test_confound_axes_figure_and_the_trust_line_name_the_baseline(data):
+    from empathy_core.app.ui.probe_tab import trust_line
+
+    det = data["det"]
+    fig = _check(plots.confound_axes_figure(det))
+    bars = {t.name: t for t in fig.data}
+    rep = det["reports"]["default"]["confound_heldout"]
+    assert list(bars[plots.probe_label(det)].y) == [rep[a]["auroc"] for a in plots.AXIS_ORDER]
+    assert list(bars[plots.probe_label(det)].error_y.array) == pytest.approx(
+        [rep[a]["ci"][1] - rep[a]["auroc"] for a in plots.AXIS_ORDER])
+    assert plots.confound_axes_figure({"layers": []}) is None
+    line = trust_line(det, det["default"]["layer"])
+    tf = det["baselines"]["tfidf_logreg"]
+    assert "TF-IDF bag-of-words baseline" in line and f"{tf['test_auroc']:.2f}" in line
+    assert f"{det['default_curve'][det['default']['layer']]['auroc_test']:.2f}" in line
 
 
 def test_steering_figures(data):
@@ -134,7 +156,7 @@ def test_csv_export_round_trips(data):
     assert rows[0] == ["trace", "x", "y"]
     auroc = [r for r in rows[1:] if r[0] == _default_trace(fig).name]
     assert len(auroc) == data["det"]["n_layers"]
-    assert float(auroc[3][2]) == pytest.approx(data["det"]["layers"][3]["auroc_test"])
+    assert float(auroc[3][2]) == pytest.approx(data["det"]["default_curve"][3]["auroc_test"])
 
 
 def test_token_heatmap_escapes_and_signs():

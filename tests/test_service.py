@@ -69,7 +69,7 @@ def test_choices_and_examples_cover_every_model_and_scenario():
     assert len(ex) == 10 and all(t in test_texts for _, _, t in ex)
     assert {title for title, _, _ in ex} == {s.title for s in dataset.scenarios().values()}
     assert default_prompt(True, "maze") == chat_messages("maze")[1]["content"]
-    assert default_prompt(False, "maze") == base_prefix("maze") + " "
+    assert default_prompt(False, "maze") == base_prefix("maze")
 
 
 def test_unknown_model_and_missing_results(tmp_path):
@@ -265,3 +265,46 @@ def test_a_score_during_a_generation_runs_between_its_decode_steps(svc):
     assert [r.token_ids for r in last.rows] == [r.token_ids for r in alone_gen.rows]
     for a, b in zip(last.rows, alone_gen.rows):  # the live readout skipped the score's forward pass
         assert len(a.token_scores) == len(b.token_scores) and a.token_scores == pytest.approx(b.token_scores, abs=1e-5)
+
+
+def _with_detection(svc, tmp_path, max_distance: float, min_tokens: int = 4):
+    """Add a detection probe (method 'whitened' at layer 2, its gate) to the service's probe file."""
+    from empathy_core.core.probes import DetectionProbe
+
+    probe = Probe.load(tmp_path / KEY / "probes.safetensors")
+    L, H = probe.directions.shape
+    g = torch.Generator().manual_seed(1)
+    probe.detection = DetectionProbe(
+        directions=torch.nn.functional.normalize(torch.randn(L, H, generator=g), dim=1), thresholds=torch.zeros(L),
+        class_means=torch.zeros(L, 2), calib=torch.tensor([[2.0, 0.0]] * L), gate_mean=torch.zeros(H),
+        gate_precision=torch.eye(H), meta={"method": "whitened", "pooling": "mean", "layer": 2,
+                                           "gate": {"min_tokens": min_tokens, "max_distance": max_distance, "quantile": 0.99}})
+    probe.save(tmp_path / KEY / "probes.safetensors")
+    return probe
+
+
+def test_the_detection_probe_scores_and_its_gate_says_cannot_judge(svc, tmp_path):
+    from empathy_core.core.activations import extract
+
+    probe = _with_detection(svc, tmp_path, max_distance=1e9)
+    fresh = Service(KEY, root=tmp_path, judge=False)
+    fresh._handles[KEY] = svc.handle(KEY)
+    text = "I stayed with them until they felt safe ."
+    r = fresh.score(KEY, text)
+    h = fresh.handle(KEY)
+    want = probe.detection.score(extract(h, [text]).pooled)[0]
+    assert r.verdict.layer == 2 and r.best_layer == 2 and r.verdict.method == "whitened"
+    assert r.verdict.score == pytest.approx(float(want[2]), abs=1e-4) and r.verdict.cannot_judge is None
+    assert r.verdict.probability == pytest.approx(1 / (1 + math.exp(-2.0 * float(want[2]))), abs=1e-4)
+    short = fresh.score(KEY, "I stayed .")  # 3 tokens < 4
+    assert short.verdict.cannot_judge == "too_short" and short.verdict.probability is None
+    assert short.verdict.label == "cannot_judge"
+    # too far: the same text, with a gate whose ceiling is below its distance
+    _with_detection(svc, tmp_path, max_distance=1e-6)
+    far = Service(KEY, root=tmp_path, judge=False)
+    far._handles[KEY] = svc.handle(KEY)
+    v = far.score(KEY, text).verdict
+    assert v.cannot_judge == "too_far" and v.probability is None
+    from empathy_core.app.ui.probe_tab import verdict_markdown
+
+    assert "Can't judge this" in verdict_markdown(far, far.score(KEY, text))

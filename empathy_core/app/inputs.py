@@ -105,7 +105,7 @@ def default_prompt(handle_is_chat: bool, scenario: str) -> str:
         return "My friend just told me she failed her driving test again. What should I say to her?"
     if handle_is_chat:
         return chat_messages(scenario)[1]["content"]
-    return base_prefix(scenario) + " "  # exactly the sweep's prompt (see prompts.render_prompt)
+    return base_prefix(scenario)  # exactly the sweep's prompt (see prompts.render_prompt)
 
 
 def describe_scenario(scenario: str) -> str:

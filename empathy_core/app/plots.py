@@ -67,15 +67,24 @@ def _band(x: Sequence[float], lo: Sequence[float], hi: Sequence[float], name: st
                        name=name, hoverinfo="skip", legendgroup=name, visible=visible)]
 
 
-METHOD_NAMES = {"mean_diff": "mean difference of the class means", "logistic": "logistic regression", "pca": "PCA"}
+METHOD_NAMES = {"mean_diff": "mean difference of the class means", "logistic": "logistic regression", "pca": "PCA",
+                "whitened": "whitened mean difference (shrinkage LDA)"}
+
+
+def method_name(method: str) -> str:
+    """'erased_whitened_k8' -> 'whitened mean difference (shrinkage LDA), 8 confound directions erased'."""
+    if method.startswith("erased_"):
+        base, k = method[len("erased_"):].rsplit("_k", 1)
+        return f"{METHOD_NAMES.get(base, base)}, {k} confound directions erased"
+    return METHOD_NAMES.get(method, method)
 
 
 def probe_label(detection: dict) -> str:
-    """The default probe's name from detection.json's metadata, and whether it is the study's method (mean difference)."""
-    st = detection.get("settings", {})
-    method = st.get("method", "mean_diff")
-    name = f"default probe: {METHOD_NAMES.get(method, method)}, {st.get('pooling', 'mean')} pooling"
-    return name + (" (the study's method too)" if method == "mean_diff" else "")
+    """The default probe's name from detection.json, and whether it is the study's method (mean difference)."""
+    d = detection.get("default") or detection.get("settings", {})
+    method = d.get("method", "mean_diff")
+    name = f"default probe: {method_name(method)}, {d.get('pooling', 'mean')} pooling"
+    return name + (" (the study's method too)" if method == "mean_diff" and d.get("pooling", "mean") == "mean" else "")
 
 
 def baselines(detection: dict) -> list[tuple[str, float]]:
@@ -86,31 +95,41 @@ def baselines(detection: dict) -> list[tuple[str, float]]:
     items = raw.items() if isinstance(raw, dict) else [(b.get("name", f"baseline {i}"), b) for i, b in enumerate(raw)]
     out = []
     for name, b in items:
-        v = b if isinstance(b, (int, float)) else (b.get("auroc_test", b.get("auroc")) if isinstance(b, dict) else None)
+        v = b if isinstance(b, (int, float)) else (b.get("test_auroc", b.get("auroc_test", b.get("auroc")))
+                                                   if isinstance(b, dict) else None)
         if isinstance(v, (int, float)) and np.isfinite(v):
-            out.append((str(b.get("label", name)) if isinstance(b, dict) else str(name), float(v)))
+            out.append((str(b.get("label", b.get("name", name))) if isinstance(b, dict) else str(name), float(v)))
     return out
 
 
 def layer_auroc_figure(detection: dict, reference: dict | None = None, show_reference: bool = False) -> go.Figure:
-    """Per-layer test AUROC of the default probe with its bootstrap CI, the random-direction band and any
-    text-only baselines (horizontal lines). Accuracy, leave-one-scenario-out, lexical and confound
-    controls are one click away in the legend (``legendonly``). One honest axis: Cohen's d, on another
-    scale, has its own chart (``cohens_d_figure``)."""
+    """Per-layer test AUROC of the default (dev-chosen) probe and of the study's mean difference side by side,
+    each with its bootstrap CI, the random-direction band and the text-only baselines (horizontal lines).
+    Leave-one-scenario-out, lexical, confound and accuracy curves of the study's probe are one click away in the
+    legend (``legendonly``). Cohen's d, on another scale, has its own chart (``cohens_d_figure``)."""
     rows = detection["layers"]
     x = [r["layer"] for r in rows]
+    curve = detection.get("default_curve")
     fig = go.Figure()
+    study_name = "the study's method: mean difference of the class means, mean pooling"
+    if curve:
+        for t in _band(x, [r["auroc_test_ci"][0] for r in curve], [r["auroc_test_ci"][1] for r in curve],
+                       "default probe: 95% CI (bootstrap over pairs)", "rgba(0,114,178,0.18)"):
+            fig.add_trace(t)
     for t in _band(x, [r["auroc_test_ci"][0] for r in rows], [r["auroc_test_ci"][1] for r in rows],
-                   "95% CI (bootstrap over pairs)", "rgba(0,114,178,0.18)"):
+                   "study's method: 95% CI" if curve else "95% CI (bootstrap over pairs)",
+                   "rgba(230,159,0,0.15)" if curve else "rgba(0,114,178,0.18)"):
         fig.add_trace(t)
     for t in _band(x, [r["random_auroc_mean"] for r in rows], [r["random_auroc_p95"] for r in rows],
                    "random directions: mean to 95th percentile", "rgba(120,120,120,0.25)"):
         fig.add_trace(t)
-    fig.add_trace(go.Scatter(x=x, y=[r["auroc_test"] for r in rows], name=probe_label(detection), mode="lines+markers",
-                             **_style(0)))
-    if detection.get("settings", {}).get("method", "mean_diff") != "mean_diff" and "mean_diff_auroc_test" in rows[0]:
-        fig.add_trace(go.Scatter(x=x, y=[r["mean_diff_auroc_test"] for r in rows], mode="lines+markers",
-                                 name="the study's method: mean difference of the class means", **_style(1)))
+    if curve:
+        fig.add_trace(go.Scatter(x=x, y=[r["auroc_test"] for r in curve], name=probe_label(detection), mode="lines+markers",
+                                 **_style(0)))
+        fig.add_trace(go.Scatter(x=x, y=[r["auroc_test"] for r in rows], name=study_name, mode="lines+markers", **_style(1)))
+    else:
+        fig.add_trace(go.Scatter(x=x, y=[r["auroc_test"] for r in rows], name=probe_label(detection), mode="lines+markers",
+                                 **_style(0)))
     for i, (name, v) in enumerate(baselines(detection)):
         fig.add_trace(go.Scatter(x=[x[0], x[-1]], y=[v, v], mode="lines", name=f"text-only baseline: {name} ({v:.2f})",
                                  line={"color": OKABE_ITO[(i + 2) % 8], "dash": DASHES[(i + 3) % 6], "width": 2}))
@@ -118,22 +137,54 @@ def layer_auroc_figure(detection: dict, reference: dict | None = None, show_refe
               ("confound controls AUROC (0.5 = tone-blind)", "confound_auroc"),
               ("test accuracy (train midpoint threshold)", "accuracy_test")]
     for i, (name, key) in enumerate(series):
-        fig.add_trace(go.Scatter(x=x, y=[r[key] for r in rows], name=name, mode="lines+markers", visible="legendonly",
-                                 **_style(i + 3)))
+        fig.add_trace(go.Scatter(x=x, y=[r[key] for r in rows], name=f"study's method: {name}" if curve else name,
+                                 mode="lines+markers", visible="legendonly", **_style(i + 3)))
     if show_reference and reference:
         for i, (model, ref) in enumerate(reference["test_auroc_by_layer"].items()):
             pts = sorted((int(k), v) for k, v in ref["auroc"].items())
             fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers+lines",
                                      name=f"{model}: reported by the original study", line={"color": "#999999", "dash": "dot"},
                                      marker={"symbol": SYMBOLS[(i + 3) % 8], "size": 9, "color": "#999999"}))
-    best = detection["best_layer"]
+    best = detection["default"]["layer"] if curve else detection["best_layer"]
     # The marker's label sits below the plot area, where no curve runs, and never on a curve's label.
     fig.add_vline(x=best, line={"color": "#777777", "dash": "dash", "width": 1})
     fig.add_annotation(x=best, y=0, yref="paper", yanchor="bottom", yshift=4, showarrow=False, xanchor="left", xshift=4,
-                       text=f"default layer {best} (best dev-split AUROC)", font={"size": 11})
+                       text=f"default layer {best} ({'chosen on dev only' if curve else 'best dev-split AUROC'})",
+                       font={"size": 11})
     _layout(fig, f"Detection by layer: {detection['model_key']}", "layer (output of decoder block, 0-based)", "test AUROC",
-            legend_rows=4)
+            legend_rows=5 if curve else 4)
     fig.update_layout(yaxis={"range": [0, 1.02]})
+    return fig
+
+
+AXIS_ORDER = ("sentiment", "politeness", "length", "enthusiasm")
+
+
+def confound_axes_figure(detection: dict) -> go.Figure | None:
+    """Per-axis confound AUROC (high vs low tone, held-back part) with bootstrap CIs, for the default probe, the
+    study's mean difference and the text-only baselines; 0.5 is tone-blind, the goal band [0.40, 0.60] is shaded."""
+    reports = detection.get("reports") or {}
+    cands: list[tuple[str, dict | None]] = [(probe_label(detection), reports.get("default")),
+                                            ("study's method: mean difference", reports.get("study_mean_diff"))]
+    cands += [(f"text-only: {b.get('name', k)}", b) for k, b in (detection.get("baselines") or {}).items()]
+    entries: list[tuple[str, dict]] = [(n, r) for n, r in cands if r and "confound_heldout" in r]
+    if not entries:
+        return None
+    fig = go.Figure()
+    fig.add_hrect(y0=0.4, y1=0.6, fillcolor="rgba(0,158,115,0.12)", line_width=0)
+    fig.add_hline(y=0.5, line={"color": "#777777", "dash": "dot", "width": 1})
+    for i, (name, r) in enumerate(entries):
+        ch = r["confound_heldout"]
+        y = [ch[a]["auroc"] for a in AXIS_ORDER]
+        fig.add_trace(go.Bar(x=[_wrap(a) for a in AXIS_ORDER], y=y, name=name, marker_color=OKABE_ITO[i % 8],
+                             marker_pattern_shape=["", "/", "x", "."][i % 4],
+                             error_y={"type": "data", "symmetric": False,
+                                      "array": [ch[a]["ci"][1] - v for a, v in zip(AXIS_ORDER, y)],
+                                      "arrayminus": [v - ch[a]["ci"][0] for a, v in zip(AXIS_ORDER, y)]}))
+    n = entries[0][1]["confound_heldout"][AXIS_ORDER[0]].get("n_items")
+    _layout(fig, f"Tone blindness: confound AUROC per axis (held-back part{f', {n} items per axis' if n else ''}; "
+                 "0.5 = blind, shaded = goal)", "axis", "AUROC high vs low", height=340, legend_rows=3)
+    fig.update_layout(barmode="group", yaxis={"range": [0, 1.02]})
     return fig
 
 
@@ -199,17 +250,28 @@ def agreement_figure(cross_model: dict) -> go.Figure:
 
 def dose_response_figure(steering: dict, scenario: str | None = None, layer: int | None = None,
                          measure: str = "ensemble_mean") -> go.Figure:
-    """Judge-ensemble score vs alpha (mean over seeds with a t 95% CI), probe direction vs random direction."""
+    """Judge-ensemble score vs alpha (mean over seeds with a t 95% CI), probe direction vs random direction.
+
+    Points where most replies fail the coherence gates (or, in files before issue 11, the old
+    perplexity check) are marked with an x.
+    """
     fig = go.Figure()
     layer = steering["best_detection_layer"] if layer is None else layer
-    for i, cond in enumerate((Condition.PROBE, Condition.RANDOM)):
+    bad_x: list[float] = []
+    bad_y: list[float] = []
+    for i, cond in enumerate((Condition.PROBE, Condition.RANDOM, Condition.MATCHED_RANDOM)):
         rows = [d for d in steering["dose_response"] if d["condition"] == cond and d["layer"] == layer
                 and (scenario is None or d["scenario"] == scenario)]
+        if not rows:
+            continue
         alphas = sorted({d["alpha"] for d in rows})
         means, lo, hi = [], [], []
         for a in alphas:
             cell = [d for d in rows if d["alpha"] == a]
             m = float(np.mean([d[measure] for d in cell]))
+            if np.mean([d.get("gate_coherent_rate", d["coherent_rate"]) for d in cell]) < 0.5:
+                bad_x.append(a)
+                bad_y.append(m)
             if len(cell) == 1 and cell[0].get("ensemble_ci") and measure == "ensemble_mean":
                 lo.append(m - cell[0]["ensemble_ci"][0])
                 hi.append(cell[0]["ensemble_ci"][1] - m)
@@ -224,13 +286,18 @@ def dose_response_figure(steering: dict, scenario: str | None = None, layer: int
         name = cond.label if cond == Condition.PROBE else f"{cond.label} (control)"
         fig.add_trace(go.Scatter(x=alphas, y=means, name=name, mode="lines+markers",
                                  error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}, **_style(i)))
+    if bad_x:
+        gated = any("gate_coherent_rate" in d for d in steering["dose_response"])
+        fig.add_trace(go.Scatter(x=bad_x, y=bad_y, mode="markers", marker={"symbol": "x", "size": 13, "color": "#d55e00"},
+                                 name="mostly incoherent (" + ("coherence gates" if gated else "old perplexity check") + ")"))
     where = scenario or "all scenarios"
     _layout(fig, f"Dose-response at layer {layer} ({where})", "α (relative units)", measure.replace("_", " "), legend_rows=1)
     return fig
 
 
 def success_figure(steering: dict) -> go.Figure:
-    """Success rates with Wilson 95% CIs for alpha > 0 and alpha < 0, beside the controls."""
+    """Success rates with 95% CIs for alpha > 0 and alpha < 0, beside the controls (cluster bootstrap in
+    files written after issue 11, Wilson before)."""
     fig = go.Figure()
     for i, sign in enumerate(("pos", "neg")):
         xs, ys, lo, hi = [], [], [], []
@@ -245,7 +312,8 @@ def success_figure(steering: dict) -> go.Figure:
         fig.add_trace(go.Bar(x=xs, y=ys, name="α > 0 (toward empathy)" if sign == "pos" else "α < 0 (away from empathy)",
                              marker={"color": OKABE_ITO[i], "pattern": {"shape": "" if sign == "pos" else "/"}},
                              error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}))
-    _layout(fig, "Steering success (95% Wilson CIs)", "", "success rate", legend_rows=1)
+    ci = "cluster-bootstrap" if "evaluation" in steering else "Wilson"
+    _layout(fig, f"Steering success (95% {ci} CIs)", "", "success rate", legend_rows=1)
     fig.update_layout(barmode="group", yaxis={"range": [0, 1]})
     fig.update_xaxes(tickangle=0)
     return fig
@@ -284,16 +352,21 @@ def layer_scores_figure(scores: Sequence[float], best_layer: int | None = None, 
 
 
 def live_dose_figure(alphas: Sequence[float], probe_scores: Sequence[float], judge_probs: Sequence[float | None],
-                     probe_layer: int) -> go.Figure:
+                     probe_layer: int, incoherent: Sequence[bool] = ()) -> go.Figure:
     """Score vs α for one batched dose-response call, in two stacked panels that share the α axis: the
     probe score on top (its own scale), the judge's probability of "empathic" below (0 to 1). Two
     scales never share one plot area, so no curve can be read against the other's axis. Without judge
-    scores there is only the top panel."""
+    scores there is only the top panel. Replies that fail the coherence gates get an x on the top panel."""
     judged = any(p is not None for p in judge_probs)
     fig = make_subplots(rows=2 if judged else 1, cols=1, shared_xaxes=True, vertical_spacing=0.12,
                         row_heights=[0.55, 0.45] if judged else None)
     fig.add_trace(go.Scatter(x=list(alphas), y=[float(v) for v in probe_scores], mode="lines+markers",
                              name=f"probe score (layer {probe_layer}; top panel)", **_style(0)), row=1, col=1)
+    bad = [i for i, b in enumerate(incoherent) if b]
+    if bad:
+        fig.add_trace(go.Scatter(x=[alphas[i] for i in bad], y=[float(probe_scores[i]) for i in bad], mode="markers",
+                                 marker={"symbol": "x", "size": 13, "color": "#d55e00"},
+                                 name="reply fails the coherence gates"), row=1, col=1)
     if judged:
         fig.add_trace(go.Scatter(x=list(alphas), y=[None if p is None else float(p) for p in judge_probs],
                                  mode="lines+markers", name="judge P(empathic) (MiniLM classifier; bottom panel)",

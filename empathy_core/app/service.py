@@ -92,7 +92,9 @@ class Verdict:
     uploaded: bool
     probability: float | None = None
     threshold: float | None = None
-    label: str | None = None  # "empathic" | "task-focused"
+    label: str | None = None  # "empathic" | "task-focused" | "cannot_judge"
+    cannot_judge: str | None = None  # why not: "too_short" | "too_far" (the detection probe's gate)
+    method: str | None = None  # the detection method that scored it (None: the study's mean difference or an upload)
 
 
 @dataclass
@@ -319,6 +321,10 @@ class Service:
     def steering(self, key: str) -> dict | None:
         return store.load_optional(key, "steering.json", self.root)
 
+    def judge_validation(self) -> dict | None:
+        """The gates' and calls' precision and recall on the held-out blind labels, or None."""
+        return store.load_shared("judge_validation.json", self.root)
+
     def shared(self, name: str) -> dict | None:
         """A results file shared by every model (``cross_model.json``, ``reference_study.json``)."""
         return store.load_shared(name, self.root)
@@ -395,11 +401,17 @@ class Service:
 
     # ------------------------------------------------------------------ scoring
     def score(self, key: str, text: Any, layer: Any = None, upload: str | None = None) -> ScoreResult:
-        """Score ``text`` at every layer in one forward pass; the verdict at the best layer (or ``layer`` for uploads)."""
+        """Score ``text`` at every layer in one forward pass; the verdict at the default layer (``layer`` for uploads).
+
+        With this app's probe the dev-chosen detection probe reads the text (its method, pooling and layer), and
+        its can't-judge gate answers "can't judge this" instead of a probability for texts too short or too far
+        from the fitting data; an upload (or a probe file without a detection probe) scores with its directions.
+        """
         h = self.handle(key)
         text = self.check_text(h, text)
         dirs, probe = self._directions(h, upload)
-        best = self.best_layers(h.key)[0] if self.has_results(h.key) else None
+        det = probe.detection if probe is not None and not upload else None
+        best = det.layer if det is not None else (self.best_layers(h.key)[0] if self.has_results(h.key) else None)
         if upload:  # a user's file: its own layers decide the default, and the verdict is read where asked
             have = self.uploaded_layers(dirs)
             layer = self.check_layer(h, layer, best if best in have else have[0])
@@ -409,16 +421,29 @@ class Service:
             layer = self.check_layer(h, layer, best if best is not None else h.n_layers // 2)
             v_layer = best if best is not None else layer
         t0 = time.perf_counter()
-        ts = urgent(score_tokens, h, text, dirs)  # between a running generation's decode steps, if there is one
+        if det is not None:
+            ts = urgent(score_tokens, h, text, det.directions, det.pooling)
+        else:  # between a running generation's decode steps, if there is one
+            ts = urgent(score_tokens, h, text, dirs)
         per_layer = ts.per_layer.tolist()
         verdict = Verdict(layer=v_layer, score=per_layer[v_layer], uploaded=bool(upload))
-        if probe is not None:  # ours, or an uploaded whole probe file with its own calibration
+        thresholds = det.thresholds if det is not None else (probe.thresholds if probe is not None else None)
+        if det is not None and ts.pooled is not None:
+            why = str(det.gate().verdict(ts.pooled[v_layer].double().numpy()[None], [ts.n_tokens])[0])
+            if why != "ok":
+                verdict = Verdict(layer=v_layer, score=verdict.score, uploaded=False, label="cannot_judge",
+                                  cannot_judge=why, method=det.method)
+            else:
+                p = det.probability(verdict.score, v_layer)
+                verdict = Verdict(layer=v_layer, score=verdict.score, uploaded=False, probability=p, method=det.method,
+                                  threshold=float(det.thresholds[v_layer]), label="empathic" if p >= 0.5 else "task-focused")
+        elif probe is not None:  # ours without a detection probe, or an uploaded whole probe file with its own calibration
             p = probe.probability(verdict.score, v_layer)
             verdict = Verdict(layer=v_layer, score=verdict.score, uploaded=bool(upload), probability=p,
                               threshold=float(probe.thresholds[v_layer]), label="empathic" if p >= 0.5 else "task-focused")
         return ScoreResult(model=h.key, layer=layer, best_layer=best, per_layer=per_layer, tokens=ts.tokens,
                            token_scores=ts.per_token[layer].tolist(), verdict=verdict, seconds=time.perf_counter() - t0,
-                           threshold=float(probe.thresholds[layer]) if probe is not None else 0.0)
+                           threshold=float(thresholds[layer]) if thresholds is not None else 0.0)
 
     # ------------------------------------------------------------------ steering
     def render(self, h: ModelHandle, scenario: str, prompt: str) -> str:
@@ -463,7 +488,7 @@ class Service:
         for last in stream_side_by_side(h, req, cancel):
             yield last
         assert last is not None  # the stream always yields its final result
-        self.add_scores(h, last, req)
+        self.add_scores(h, last, req, scenario)
         yield last
 
     def dose_response(self, key: str, scenario: Any, prompt: Any, alpha: Any, layer: Any = None,
@@ -476,10 +501,45 @@ class Service:
         h = self.handle(key)
         req = self.steer_request(h, scenario, prompt, alphas, layer, max_new_tokens, seed, greedy, upload, positions)
         res = on_compute(side_by_side, h, req, cancel)
-        self.add_scores(h, res, req)
+        self.add_scores(h, res, req, scenario)
         return res
 
-    def add_scores(self, h: ModelHandle, res: SideBySide, req: GenerationRequest) -> None:
+    def gate_verdicts(self, h: ModelHandle, texts: list[str], scenario: Any, judge: Any) -> list[dict | None]:
+        """The steering gates of each reply (``study.gates``, thresholds fitted on the blind labels' train part).
+
+        Only for the five scenarios (echo and topicality are measured against the scenario). Topicality
+        needs the embedding judge's MiniLM; perplexity is measured under the reference model only if it
+        is already loaded here (loading a second model for a verdict would stall the queue), otherwise
+        the verdict says it was not checked.
+        """
+        from ..core.scenarios import SCENARIO_IDS
+        from ..study import gates
+
+        v = self.judge_validation()
+        if v is None or scenario not in SCENARIO_IDS:
+            return [None] * len(texts)
+        t = gates.GateThresholds.from_dict(v["thresholds"])
+        ref_key = gates.reference_model(h.key)
+        with self._lock:
+            ref = self._handles.get(ref_key) if ref_key != h.key else None
+        ppl = on_compute(gates.reference_perplexities, ref, texts, [scenario] * len(texts)) if ref else [None] * len(texts)
+        topic: list[float | None] = [None] * len(texts)
+        if judge is not None:
+            e = on_compute(judge.embed, [x if x.strip() else "." for x in texts] + [gates.topic_text(scenario)])
+            topic = [float(e[i] @ e[-1]) for i in range(len(texts))]
+        out: list[dict | None] = []
+        for i, x in enumerate(texts):
+            f = gates.text_features(x, scenario)
+            p, tp = ppl[i], topic[i]
+            fluent = None if p is None else bool(math.isfinite(p) and math.log(p) <= t.max_log_perplexity)
+            repetitive = gates.repetition_flag(f, t)
+            out.append({"coherent": not repetitive and fluent is not False, "repetitive": repetitive, "fluent": fluent,
+                        "on_topic": None if tp is None else tp >= t.min_topic_similarity, "echo": gates.echo_flag(f, t),
+                        "reference_model": ref_key, "topic_similarity": tp,
+                        "perplexity": p if p is not None and math.isfinite(p) else None})
+        return out
+
+    def add_scores(self, h: ModelHandle, res: SideBySide, req: GenerationRequest, scenario: Any = None) -> None:
         """Probe score (pooled, at the readout layer) and judge score of each finished reply."""
         layer, d = req.readout, req.directions[req.readout].float()
         texts = [r.text if r.text.strip() else "." for r in res.rows]
@@ -487,9 +547,10 @@ class Service:
         probe_scores = (acts.pooled[:, layer].float() @ d).tolist()
         judge = on_compute(self._get_judge) if self.use_judge else None
         judge_scores = on_compute(judge.score, texts).tolist() if judge is not None else [None] * len(texts)
+        verdicts = self.gate_verdicts(h, texts, scenario, judge)
         res.scores = [RowScore(probe_layer=layer, probe_score=p, judge_logodds=j,
-                               judge_probability=(1 / (1 + math.exp(-j))) if j is not None else None)
-                      for p, j in zip(probe_scores, judge_scores)]
+                               judge_probability=(1 / (1 + math.exp(-j))) if j is not None else None, gates=g)
+                      for p, j, g in zip(probe_scores, judge_scores, verdicts)]
 
     # ------------------------------------------------------------------ sessions
     def _session(self, session: str) -> _Session:
@@ -535,11 +596,17 @@ class Service:
                                 "fitted": self.fit_note(key)}
         if det is not None:
             best, steer_best = self.best_layers(key)
+            st = self.steering(key)
+            source = ("the best steering layer of the precomputed sweep (old format: chosen on the seeds it reports)"
+                      if st else f"the best detection layer (no steering sweep for this model; probe "
+                                 f"{info['fitted'] or 'precomputed'})")
+            if st and "evaluation" in st:
+                ch = st["evaluation"]["chosen"]
+                source = (f"layer {ch['layer']} and α = {ch['alpha']:g} were chosen on the sweep's choose-seeds, "
+                          f"apart from the seeds its results are reported on")
+                info["default_alpha"] = float(ch["alpha"])
             info.update(n_layers=int(det["n_layers"]), hidden_size=int(det["hidden_size"]), best_layer=best,
-                        best_steering_layer=steer_best,
-                        steering_layer_source=("the best steering layer of the precomputed sweep" if self.steering(key)
-                                               else f"the best detection layer (no steering sweep for this model; probe "
-                                                    f"{info['fitted'] or 'precomputed'})"))
+                        best_steering_layer=steer_best, steering_layer_source=source)
         elif key in self._handles:
             h = self._handles[key]
             info.update(n_layers=h.n_layers, hidden_size=h.hidden_size, best_layer=h.n_layers // 2,

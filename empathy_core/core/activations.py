@@ -160,13 +160,27 @@ def extract(handle: ModelHandle, texts: Sequence[str], pooling: Pooling = "mean"
 
     ``on_batch(done, total)`` is called after each batch with the number of texts done so far.
     """
+    return extract_multi(handle, texts, (pooling,), scenarios, batch_size, progress, desc, on_batch)[pooling]
+
+
+@torch.inference_mode()
+def extract_multi(handle: ModelHandle, texts: Sequence[str], poolings: Sequence[Pooling] = ("mean",),
+                  scenarios: Sequence[str] | None = None, batch_size: int = 16, progress: bool = False,
+                  desc: str = "activations", on_batch: Callable[[int, int], None] | None = None) -> dict[str, Activations]:
+    """Like :func:`extract`, for several poolings from ONE forward pass per batch.
+
+    ``mean`` and ``last`` tokenise identically, so they share the pass; ``chat`` cannot be mixed with them.
+    """
     texts = _validate_texts(texts)
-    if pooling == "chat" and (scenarios is None or len(scenarios) != len(texts)):
+    if "chat" in poolings and len(poolings) > 1:
+        raise ValueError("pooling='chat' tokenises differently; extract it on its own.")
+    tok_pool: Pooling = poolings[0]
+    if tok_pool == "chat" and (scenarios is None or len(scenarios) != len(texts)):
         raise ValueError("pooling='chat' needs one scenario per text.")
-    items = [tokenize_one(handle, t, pooling, scenarios[i] if scenarios else None) for i, t in enumerate(texts)]
+    items = [tokenize_one(handle, t, tok_pool, scenarios[i] if scenarios else None) for i, t in enumerate(texts)]
     order = sorted(range(len(items)), key=lambda i: -len(items[i][0]))
     N, L, H = len(items), handle.n_layers, handle.hidden_size
-    pooled = torch.zeros((N, L, H), dtype=torch.float32)
+    pooled = {p: torch.zeros((N, L, H), dtype=torch.float32) for p in poolings}
     norms = torch.zeros((N, L), dtype=torch.float32)
     trunk = _trunk(handle)
     batches = [order[i: i + batch_size] for i in range(0, N, batch_size)]
@@ -177,27 +191,29 @@ def extract(handle: ModelHandle, texts: Sequence[str], pooling: Pooling = "mean"
         batches = tqdm(batches, desc=desc, unit="batch")
     for idx in batches:
         enc = encode(handle, [items[i] for i in idx])
-        w = pool_weights(enc.text_mask, pooling).to(handle.device)  # (B, T)
+        ws = {p: pool_weights(enc.text_mask, p).to(handle.device) for p in poolings}  # (B, T) each
         tm = enc.text_mask.to(handle.device).float()
-        out_p = torch.zeros((len(idx), L, H), dtype=torch.float32)
+        out_p = {p: torch.zeros((len(idx), L, H), dtype=torch.float32) for p in poolings}
         out_n = torch.zeros((len(idx), L), dtype=torch.float32)
 
-        def grab(layer: int, h: torch.Tensor, out_p: torch.Tensor = out_p, out_n: torch.Tensor = out_n,
-                 w: torch.Tensor = w, tm: torch.Tensor = tm) -> None:  # bound now: this batch's buffers
+        def grab(layer: int, h: torch.Tensor, out_p: dict = out_p, out_n: torch.Tensor = out_n,
+                 ws: dict = ws, tm: torch.Tensor = tm) -> None:  # bound now: this batch's buffers
             h = h.float()  # (B, T, H)
-            out_p[:, layer] = torch.einsum("bth,bt->bh", h, w).cpu()
+            for p, w in ws.items():
+                out_p[p][:, layer] = torch.einsum("bth,bt->bh", h, w).cpu()
             out_n[:, layer] = ((h.norm(dim=-1) * tm).sum(1) / tm.sum(1)).cpu()
 
         with handle.lock, tap_layers(handle, grab):
             trunk(input_ids=enc.input_ids.to(handle.device), attention_mask=enc.attention_mask.to(handle.device),
                   use_cache=False)
-        pooled[idx] = out_p
+        for p in poolings:
+            pooled[p][idx] = out_p[p]
         norms[idx] = out_n
         if on_batch is not None:
             done += len(idx)
             on_batch(done, N)
     n_tokens = torch.tensor([sum(m) for _, m in items])
-    return Activations(pooled=pooled, token_norm=norms, pooling=pooling, n_tokens=n_tokens)
+    return {p: Activations(pooled=pooled[p], token_norm=norms, pooling=p, n_tokens=n_tokens) for p in poolings}
 
 
 @dataclass
@@ -205,6 +221,8 @@ class TokenScores:
     tokens: list[str]  # the text's own tokens, as strings
     per_token: torch.Tensor  # (L, T_text) projection of each token's state on each layer's direction
     per_layer: torch.Tensor  # (L,) pooled projection (the text's score at each layer)
+    pooled: torch.Tensor | None = None  # (L, H) the pooled activations themselves (for the can't-judge gate)
+    n_tokens: int = 0  # the text's own tokens
 
 
 @torch.inference_mode()
@@ -223,14 +241,18 @@ def score_tokens(handle: ModelHandle, text: str, directions: torch.Tensor, pooli
     enc = encode(handle, [(ids, mask)])
     d = directions.to(device=handle.device, dtype=torch.float32)
     per_token_all = torch.zeros((L, len(ids)), dtype=torch.float32)
+    pooled = torch.zeros((L, H), dtype=torch.float32)
+    w = pool_weights(enc.text_mask, pooling)[0]  # (T,)
+    w_dev = w.to(handle.device)
 
     def grab(layer: int, h: torch.Tensor) -> None:
         per_token_all[layer] = (h[0].float() @ d[layer]).cpu()
+        pooled[layer] = (w_dev @ h[0].float()).cpu()
 
     with handle.lock, tap_layers(handle, grab):
         _trunk(handle)(input_ids=enc.input_ids.to(handle.device), use_cache=False)
-    w = pool_weights(enc.text_mask, pooling)[0]  # (T,)
     per_layer = per_token_all @ w
     keep = torch.tensor(mask)
     tokens = [handle.tokenizer.decode([i]) for i, m in zip(ids, mask) if m]
-    return TokenScores(tokens=tokens, per_token=per_token_all[:, keep], per_layer=per_layer)
+    return TokenScores(tokens=tokens, per_token=per_token_all[:, keep], per_layer=per_layer, pooled=pooled,
+                       n_tokens=int(sum(mask)))

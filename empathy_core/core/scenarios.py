@@ -1,7 +1,7 @@
 """The five EIA scenarios, read from ``empathy_core/data/scenarios.json``.
 
 Scenarios are data the whole stack shares (prompts, generation, the app), so they live in
-this small module, which core may import. The hand-written datasets and the rules they
+this small module, which core may import. The datasets and the rules they
 obey belong to the study (``empathy_core/study/dataset.py``).
 
     >>> from empathy_core.core.scenarios import get_scenario

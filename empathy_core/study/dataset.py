@@ -1,10 +1,15 @@
-"""The hand-written datasets and the rules they must obey (the scenarios themselves: ``core/scenarios.py``).
+"""The datasets and the rules they must obey (the scenarios themselves: ``core/scenarios.py``).
+
+The texts were drafted by language-model writing helpers and checked by these rules and by reading
+(``data/README.md`` says how).
 
 The data lives in ``empathy_core/data/`` as JSON Lines (one record a line):
 
 * ``pairs/SCENARIO.jsonl``     contrastive pairs: ``empathic`` vs ``task`` reply to one moment
 * ``confounds/SCENARIO.jsonl`` confound controls: ``high`` vs ``low`` differ in tone, not empathy
 * ``graded/SCENARIO.jsonl``    single replies labelled 0/1/2 with the EIA rubric
+* ``longform/SCENARIO.jsonl``  long-form pairs (80-250 words a side: reasoning, then a choice), own split
+* ``sanity/SCENARIO.jsonl``    texts a probe cannot or should not judge as empathic; never fitted on
 
 One file per scenario and kind, so each scenario's data can be written and reviewed on its own.
 
@@ -32,6 +37,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..core.scenarios import DATA_DIR, SCENARIO_IDS, Scenario, get_scenario, scenarios  # noqa: F401 (re-exported for the study)
+from . import data_rules
 
 VOICES = ("game_log", "casual", "formal", "narrative")
 Split = Literal["train", "dev", "test"]
@@ -74,6 +80,8 @@ class Pair:
     empathic: str
     task: str
     split: str = ""  # train | dev | test, assigned once by assign_splits()
+    empathic_level: int | None = None  # rubric level of each side: the main contrast is 2 vs 0
+    task_level: int | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,19 @@ class Graded:
     label: int
 
 
-KINDS = ("pairs", "confounds", "graded")
+@dataclass(frozen=True)
+class Sanity:
+    """A text kept out of fitting, with the verdict a sensible probe gives it."""
+
+    id: str
+    scenario: str
+    category: str  # punctuation | number | single_word | off_topic | hostile | dismissive_polite | warm_*
+    text: str
+    expected: str  # cannot_judge | cannot_judge_or_task | task | empathic
+
+
+KINDS = ("pairs", "confounds", "graded", "longform", "sanity")
+SANITY_EXPECTED = ("cannot_judge", "cannot_judge_or_task", "task", "empathic")
 
 
 def _read_kind(kind: str, scenario_ids: Sequence[str] = SCENARIO_IDS) -> list[dict]:
@@ -125,6 +145,18 @@ def load_confounds() -> tuple[Confound, ...]:
 @lru_cache(maxsize=1)
 def load_graded() -> tuple[Graded, ...]:
     return tuple(Graded(**r) for r in _read_kind("graded"))
+
+
+@lru_cache(maxsize=1)
+def load_longform() -> tuple[Pair, ...]:
+    """The long-form pairs (their own train/dev/test split)."""
+    return tuple(Pair(**r) for r in _read_kind("longform"))
+
+
+@lru_cache(maxsize=1)
+def load_sanity() -> tuple[Sanity, ...]:
+    """The sanity set: never used in fitting or choosing."""
+    return tuple(Sanity(**r) for r in _read_kind("sanity"))
 
 
 def data_files() -> list[Path]:
@@ -182,6 +214,25 @@ def _text_problems(where: str, text: str) -> list[str]:
     return out
 
 
+def _pair_problems(p: Pair, require_split: bool) -> list[str]:
+    problems = []
+    if p.scenario not in SCENARIO_IDS:
+        problems.append(f"{p.id}: unknown scenario {p.scenario}")
+    if p.voice not in VOICES:
+        problems.append(f"{p.id}: unknown voice {p.voice}")
+    if require_split and p.split not in SPLITS:
+        problems.append(f"{p.id}: unknown split {p.split!r}")
+    problems += _text_problems(f"{p.id}.empathic", p.empathic)
+    problems += _text_problems(f"{p.id}.task", p.task)
+    if p.empathic.strip() == p.task.strip():
+        problems.append(f"{p.id}: both sides are the same text")
+    if length_ratio(p.empathic, p.task) > MAX_LENGTH_RATIO:
+        problems.append(f"{p.id}: lengths differ by more than 25% ({len(p.empathic)} vs {len(p.task)})")
+    if p.minimal and word_similarity(p.empathic, p.task) < MINIMAL_PAIR_SIMILARITY:
+        problems.append(f"{p.id}: marked minimal but word similarity is {word_similarity(p.empathic, p.task):.2f}")
+    return problems + data_rules.check_levels([p.id], [p.empathic_level], [p.task_level])
+
+
 def check_pairs(pairs: Sequence[Pair] | None = None, require_split: bool = True) -> list[str]:
     pairs = load_pairs() if pairs is None else pairs
     problems = []
@@ -190,20 +241,7 @@ def check_pairs(pairs: Sequence[Pair] | None = None, require_split: bool = True)
         if p.id in seen:
             problems.append(f"{p.id}: duplicate id")
         seen.add(p.id)
-        if p.scenario not in SCENARIO_IDS:
-            problems.append(f"{p.id}: unknown scenario {p.scenario}")
-        if p.voice not in VOICES:
-            problems.append(f"{p.id}: unknown voice {p.voice}")
-        if require_split and p.split not in SPLITS:
-            problems.append(f"{p.id}: unknown split {p.split!r}")
-        problems += _text_problems(f"{p.id}.empathic", p.empathic)
-        problems += _text_problems(f"{p.id}.task", p.task)
-        if p.empathic.strip() == p.task.strip():
-            problems.append(f"{p.id}: both sides are the same text")
-        if length_ratio(p.empathic, p.task) > MAX_LENGTH_RATIO:
-            problems.append(f"{p.id}: lengths differ by more than 25% ({len(p.empathic)} vs {len(p.task)})")
-        if p.minimal and word_similarity(p.empathic, p.task) < MINIMAL_PAIR_SIMILARITY:
-            problems.append(f"{p.id}: marked minimal but word similarity is {word_similarity(p.empathic, p.task):.2f}")
+        problems += _pair_problems(p, require_split)
     n = len(pairs)
     if n < 300:
         problems.append(f"only {n} pairs, need >= 300")
@@ -220,6 +258,44 @@ def check_pairs(pairs: Sequence[Pair] | None = None, require_split: bool = True)
             if sum(p.voice == v for p in pairs) < 0.1 * n:
                 problems.append(f"voice {v} is used by fewer than 10% of pairs")
     return problems
+
+
+def check_longform(pairs: Sequence[Pair] | None = None) -> list[str]:
+    """Each long-form pair obeys the pair rules, 80-250 words a side, >= 20 per scenario, its own split."""
+    pairs = load_longform() if pairs is None else pairs
+    problems = [x for p in pairs for x in _pair_problems(p, require_split=True)]
+    ids = [p.id for p in pairs]
+    if len(ids) != len(set(ids)):
+        problems.append("long-form: duplicate ids")
+    return problems + data_rules.check_longform(ids, [p.scenario for p in pairs], [p.split for p in pairs],
+                                                [p.empathic for p in pairs], [p.task for p in pairs], SCENARIO_IDS)
+
+
+def check_tone(pairs: Sequence[Pair] | None = None) -> list[str]:
+    """The tone rule over every pair, short and long-form together (``data_rules.check_tone``)."""
+    pairs = [*load_pairs(), *load_longform()] if pairs is None else pairs
+    return data_rules.check_tone([p.empathic for p in pairs], [p.task for p in pairs])
+
+
+def check_sanity(items: Sequence[Sanity] | None = None) -> list[str]:
+    """>= 60 texts with a known category and expected verdict, ids unique; no text also used for fitting."""
+    items = load_sanity() if items is None else items
+    problems = [f"{s.id}: unknown expected verdict {s.expected!r}" for s in items if s.expected not in SANITY_EXPECTED]
+    problems += [f"{s.id}: empty text" for s in items if not s.text.strip()]
+    if len(items) < 60:
+        problems.append(f"only {len(items)} sanity texts, need >= 60")
+    fitted = {t for p in [*load_pairs(), *load_longform()] for t in (p.empathic, p.task)}
+    problems += [f"{s.id}: also a fitted pair text" for s in items if s.text in fitted]
+    if len({s.id for s in items}) != len(items):
+        problems.append("sanity: duplicate ids")
+    return problems
+
+
+def check_all() -> list[str]:
+    """Every rule of the data README, over the whole data set."""
+    graded = load_graded()
+    return (check_pairs() + check_confounds() + check_graded() + check_longform() + check_tone()
+            + data_rules.check_graded_length([g.text for g in graded], [g.label for g in graded]) + check_sanity())
 
 
 def check_confounds(items: Sequence[Confound] | None = None) -> list[str]:
@@ -393,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(found) if found else "OK")
         return 1 if found else 0
     else:
-        found = check_pairs() + check_confounds() + check_graded()
+        found = check_all()
         print("\n".join(found) if found else "OK")
         return 1 if found else 0
     return 0

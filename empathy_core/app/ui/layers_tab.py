@@ -13,7 +13,7 @@ from ... import store
 from ...core.export import export_vector, write_gguf, write_safetensors
 from ...core.models import REGISTRY
 from ...errors import UserError
-from ..plots import cohens_d_figure, layer_auroc_figure
+from ..plots import cohens_d_figure, confound_axes_figure, layer_auroc_figure, probe_label
 from ..service import Service, check_alpha, check_int
 from . import fit_panel
 from .common import REPLAY_EVENT, csv_file, friendly
@@ -25,14 +25,27 @@ FORMATS = ("probe file (safetensors, all layers)", "one layer (safetensors)", "l
 def layer_summary(det: dict, fitted: str = "") -> str:
     r = det["layers"][det["best_layer"]]
     lo, hi = r["auroc_test_ci"]
-    return (f"**{det['model_key']}**, best layer {det['best_layer']} of {det['n_layers']} (chosen on the dev split). "
-            f"Test AUROC {r['auroc_test']:.3f} [{lo:.3f}, {hi:.3f}] against {r['random_auroc_p95']:.3f} for the 95th "
-            f"percentile of random directions; accuracy {r['accuracy_test']:.3f}; Cohen's d {r['cohens_d_test']:.2f}; "
-            f"leave-one-scenario-out {r['loso_auroc_mean']:.3f}; lexically controlled pairs {r['lexical_auroc_test']:.3f}; "
-            f"confound controls {r['confound_auroc']:.3f} (0.5 would mean blind to tone, length and politeness). "
-            f"The study reported 0.96–1.0 on confounded data; "
-            + (f"this probe was {fitted}, by the same detection experiment as `python -m empathy_core extract`."
-               if fitted else f"these numbers come from `python -m empathy_core precompute --model {det['model_key']}`."))
+    source = (f"this probe was {fitted}, by the same detection experiment as `python -m empathy_core extract`."
+              if fitted else f"these numbers come from `python -m empathy_core precompute --model {det['model_key']}`.")
+    study = (f"The study's method (mean difference), best layer {det['best_layer']} of {det['n_layers']} (dev split): "
+             f"test AUROC {r['auroc_test']:.3f} [{lo:.3f}, {hi:.3f}] against {r['random_auroc_p95']:.3f} for the 95th "
+             f"percentile of random directions; leave-one-scenario-out {r['loso_auroc_mean']:.3f}; confound controls "
+             f"{r['confound_auroc']:.3f} (0.5 would mean blind to tone, length and politeness).")
+    rep = (det.get("reports") or {}).get("default")
+    if not rep:
+        return f"**{det['model_key']}**. {study} The study reported 0.96–1.0 on confounded data; {source}"
+    d = det["default"]
+    dlo, dhi = rep["test_auroc_ci"]
+    out = [f"**{det['model_key']}**: the default probe is **{probe_label(det)[len('default probe: '):]}, layer {d['layer']}**, "
+           f"chosen on the dev split only by the pre-registered rule (version {det['rule']['version']}). "
+           f"Test AUROC {rep['test_auroc']:.3f} [{dlo:.3f}, {dhi:.3f}]; minimal pairs {rep['minimal_test_auroc']:.3f}; "
+           f"leave-one-scenario-out {rep['loso_test_auroc_mean']:.3f}; graded Spearman {rep['graded_spearman']:.3f}; "
+           f"long-form transfer {rep['longform_test_auroc_short_fit']:.3f}.", study]
+    for b in (det.get("baselines") or {}).values():
+        blo, bhi = b["test_auroc_ci"]
+        out.append(f"Text-only baseline, {b['name']}: test AUROC {b['test_auroc']:.3f} [{blo:.3f}, {bhi:.3f}].")
+    out.append(source)
+    return " ".join(out)
 
 
 def mark_fitted(fig: Any, fitted: str) -> str:
@@ -61,6 +74,7 @@ def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown) -> Any:
         show_ref = gr.Checkbox(False, label="Overlay the original study's curves (as reported there, not reproduced here)")
         plot = gr.Plot(label="AUROC by layer", elem_id="layers-plot")
         summary = gr.Markdown()
+        conf_plot = gr.Plot(label="Confound AUROC per axis", elem_id="confound-axes-plot")
         with gr.Accordion("Separation by layer (Cohen's d, its own axis)", open=False):
             d_plot = gr.Plot(label="Cohen's d by layer", elem_id="cohens-d-plot")
         csv = gr.File(label="Chart data (CSV)")
@@ -74,11 +88,12 @@ def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown) -> Any:
 
     @friendly
     def chart(key: str, reference: bool) -> tuple:
-        """Per-layer AUROC with its CI and controls; optionally the study's reported curves."""
+        """Per-layer AUROC with its CI and controls; optionally the study's reported curves; per-axis confound AUROC."""
         key = svc.check_model(key)
         det = need(svc.detection(key), "detection results", key)
         fig = layer_auroc_figure(det, svc.shared("reference_study.json") or {}, bool(reference))
-        return fig, layer_summary(det, mark_fitted(fig, svc.fit_note(key))), csv_file(svc, fig, f"layers-{key}")
+        summary = layer_summary(det, mark_fitted(fig, svc.fit_note(key)))
+        return fig, summary, csv_file(svc, fig, f"layers-{key}"), confound_axes_figure(det)
 
     @friendly
     def download(key: str, layer: Any, fmt: str, alpha: Any) -> str:
@@ -98,7 +113,7 @@ def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown) -> Any:
             return str(write_gguf(out / f"{stem}.gguf", vec, layer, REGISTRY[key].arch))
         return str(write_safetensors(out / f"{stem}.safetensors", probe, layer, vec, a, "relative"))
 
-    io: dict[str, Any] = dict(inputs_kwargs={"key": model, "reference": show_ref}, outputs=[plot, summary, csv])
+    io: dict[str, Any] = dict(inputs_kwargs={"key": model, "reference": show_ref}, outputs=[plot, summary, csv, conf_plot])
     d_fn = quietly(friendly(functools.partial(separation_figure, svc)), lambda note: None)
     d_io: dict[str, Any] = dict(inputs_kwargs={"key": model}, outputs=d_plot, api_visibility="undocumented", **REPLAY_EVENT)
     show_ref.change(chart, api_name="layers_chart", **io, **REPLAY_EVENT)
@@ -111,7 +126,7 @@ def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown) -> Any:
                api_visibility="undocumented")
 
     def follow(trigger: Any) -> Any:
-        return panel.follow(svc, model, trigger(quietly(chart, lambda note: (None, note, None)), api_name="layers_chart_on_model",
+        return panel.follow(svc, model, trigger(quietly(chart, lambda note: (None, note, None, None)), api_name="layers_chart_on_model",
                                                 api_visibility="undocumented", **io, **REPLAY_EVENT).then(
             d_fn, api_name="cohens_d_on_model", **d_io), "layers_fit_note_on_model")
 

@@ -16,12 +16,47 @@ INTRO = (f"Type or pick a reply an agent might write in one of the games. One fo
          f"hidden states on that layer's empathy direction. Up to {MAX_TEXT_TOKENS} tokens.")
 
 
+def _cannot_judge_lines(v: Any) -> list[str]:
+    from ...core.ood import VERDICT_TEXT
+
+    return [f"### Can't judge this: {VERDICT_TEXT.get(v.cannot_judge, v.cannot_judge)}",
+            f"Score {v.score:.2f} at layer {v.layer}, but no probability: the probe's can't-judge rule (fitted on the "
+            "train and dev splits) says this text is too short, or too far from the texts the probe was fitted on "
+            "(Mahalanobis distance of its activations), for the probe's reading to mean anything."]
+
+
+def trust_line(det: dict, layer: int) -> str:
+    """The "how much to trust it" line: the detection probe's test AUROC at the layer, the random control,
+    and the text-only baseline with its number (all read from detection.json)."""
+    curve = det.get("default_curve")
+    rows = curve or det.get("layers") or []
+    if not 0 <= layer < len(rows):
+        return "How much to trust it: there are no detection results for this layer."
+    row = rows[layer]
+    name = f"the default probe ({det['default']['method']}, {det['default']['pooling']} pooling)" if curve else "the probe"
+    lo, hi = row["auroc_test_ci"]
+    line = f"How much to trust it: at this layer {name} reaches test AUROC {row['auroc_test']:.2f} [{lo:.2f}, {hi:.2f}]"
+    rand = det["layers"][layer].get("random_auroc_p95") if layer < len(det.get("layers") or []) else None
+    if rand is not None:
+        line += f"; random directions reach {rand:.2f} (95th percentile)"
+    tf = det.get("baselines", {}).get("tfidf_logreg")
+    if tf:
+        tlo, thi = tf["test_auroc_ci"]
+        verdict = "beats" if row["auroc_test"] > thi else ("is below" if row["auroc_test"] < tlo else "is level with")
+        line += (f". A TF-IDF bag-of-words baseline (no language model at all) reaches {tf['test_auroc']:.2f} "
+                 f"[{tlo:.2f}, {thi:.2f}] on the same test pairs: the probe {verdict} it")
+    return line + ". A hint, not a measurement of empathy."
+
+
 def verdict_markdown(svc: Service, r: ScoreResult) -> str:
     v = r.verdict
     lines = []
-    if v.probability is not None:
+    if v.cannot_judge:
+        lines += _cannot_judge_lines(v)
+    elif v.probability is not None:
         lines.append(f"### {'Empathic' if v.label == 'empathic' else 'Task-focused'}: P(empathic) = {v.probability:.2f}")
         where = ("the layer you scored at; your file's calibration" if v.uploaded else
+                 f"the default probe's layer, {v.method} chosen on the dev split only" if v.method else
                  "this app's default layer, the best by dev-split AUROC in the precomputed detection run")
         lines.append(f"Score **{v.score:.2f}** at layer {v.layer} ({where}). "
                      f"P is a Platt calibration of that score fitted on the dev split"
@@ -36,11 +71,7 @@ def verdict_markdown(svc: Service, r: ScoreResult) -> str:
     if not v.uploaded and svc.fit_note(r.model):
         lines.append(f"The probe was {svc.fit_note(r.model)} (no precomputed probe for this model).")
     if det and r.best_layer is not None and not v.uploaded:
-        row = det["layers"][r.best_layer]
-        lo, hi = row["auroc_test_ci"]
-        lines.append(f"How much to trust it: at this layer the probe's test AUROC is {row['auroc_test']:.2f} "
-                     f"[{lo:.2f}, {hi:.2f}] and random directions reach {row['random_auroc_p95']:.2f} (95th percentile). "
-                     f"A hint, not a measurement of empathy.")
+        lines.append(trust_line(det, r.best_layer))
     lines.append(f"*{r.model}, {len(r.tokens)} tokens, {r.seconds * 1000:.0f} ms.*")
     return "\n\n".join(lines)
 

@@ -46,9 +46,22 @@ def _row_info(res: SideBySide, b: int, probe: Probe | None = None) -> str:
     if s.judge_probability is not None:
         parts.append(f"**Judge** (MiniLM embedding classifier, not the steered model): P(empathic) = "
                      f"{s.judge_probability:.2f}")
+    if s.gates is not None:
+        parts.append(gates_line(s.gates))
     if res.stopped:
         parts.append("stopped early")
     return " · ".join(parts[:1]) + "  \n" + "  \n".join(parts[1:])
+
+
+def gates_line(g: dict) -> str:
+    """The gate verdicts of one reply, in words (thresholds fitted on the blind labels' train part)."""
+    def mark(ok: bool | None) -> str:
+        return "not checked" if ok is None else ("yes" if ok else "**no**")
+
+    ppl = ("" if g["fluent"] is not None else
+           f" (perplexity not checked: the reference model {g['reference_model']} is not loaded)")
+    return (f"**Gates** (fitted on blind labels): coherent {mark(g['coherent'])}{ppl} · on topic {mark(g['on_topic'])} · "
+            f"echo or meta {'**yes**' if g['echo'] else 'no'}")
 
 
 class SteerTab:
@@ -84,13 +97,14 @@ class SteerTab:
                     with gr.Accordion("About this scenario", open=False):
                         self.desc = gr.Markdown(describe_scenario(first), elem_id="scenario-desc")
                 with gr.Column(scale=2):
-                    self.alpha = gr.Slider(-ALPHA_LIMIT, ALPHA_LIMIT, step=0.01, value=0.2, elem_id="alpha-slider",
+                    self.alpha = gr.Slider(-ALPHA_LIMIT, ALPHA_LIMIT, step=0.01, value=info.get("default_alpha", 0.2),
+                                           elem_id="alpha-slider",
                                       label="α in relative units (0 = no steering; 0.1 adds 10% of the layer's mean residual norm)")
                     with gr.Row():
                         self.raw = gr.Markdown(elem_id="raw-alpha")
                         self.zero = gr.Button("α = 0", size="sm", min_width=60)
                     self.layer = gr.Slider(0, n_layers - 1, step=1, value=best, elem_id="steer-layer",
-                                      label="Steering layer (default: best steering layer of the precomputed sweep)")
+                                      label=f"Steering layer (default: {info.get('steering_layer_source', 'the middle layer')})")
                     self.max_new = gr.Slider(1, MAX_NEW_TOKENS, step=1, value=64, label="Max new tokens", elem_id="max-new-tokens")
                     with gr.Row():
                         self.seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
@@ -184,7 +198,8 @@ class SteerTab:
                                 positions=svc.positions(session), cancel=cancel)
         probe_layer = res.scores[0].probe_layer
         fig = live_dose_figure([r.alpha for r in res.rows], [s.probe_score for s in res.scores],
-                               [s.judge_probability for s in res.scores], probe_layer)
+                               [s.judge_probability for s in res.scores], probe_layer,
+                               incoherent=[bool(s.gates and not s.gates["coherent"]) for s in res.scores])
         table = [[round(r.alpha, 3), round(r.raw_alpha, 1), round(s.probe_score, 2),
                   None if s.judge_probability is None else round(s.judge_probability, 2), r.text]
                  for r, s in zip(res.rows, res.scores)]

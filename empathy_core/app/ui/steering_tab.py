@@ -8,24 +8,86 @@ import gradio as gr
 
 from ...core.scenarios import scenarios
 from ...errors import UserError
+from ...study.report import sweep_note
 from ...study.sweep import Condition
 from ..plots import coherence_figure, dose_response_figure, success_figure
 from ..service import Service, check_int
 from .common import REPLAY_EVENT, csv_file, friendly
 from .replay import ALL, choices, need, quietly
 
+OLD_FORMAT_NOTE = ("**This model's committed sweep predates the validated pipeline (issue 11).** Its success rule (a judge "
+                   "move of 0.25 and a perplexity check under the steered model) was not checked against the blind "
+                   "labels, its random control is not matched and it has no seed-only control, and its Wilson intervals "
+                   "count shared baselines as independent. A read of its generations found most counted successes to be "
+                   "echo, meta-text or broken text. The rerun with `python -m empathy_core precompute` replaces it; until "
+                   "then this tab cannot show the probe beside matched random and seed-only controls.")
 
-def rates_table(st: dict) -> str:
-    out = ["| condition | α > 0: success [95% Wilson CI] | α < 0: success [95% Wilson CI] |", "|---|---|---|"]
-    for cond in Condition:
+
+def _cell(r: dict | None) -> str:
+    if r is None or r.get("rate") is None:
+        return "—"
+    return f"{r['rate']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}] ({r['successes']}/{r['n']})"
+
+
+def evaluation_table(st: dict) -> str:
+    """Probe vs matched random vs seed-only vs prompting at the chosen alpha, with cluster intervals."""
+    ev = st["evaluation"]
+    a = ev["chosen"]["alpha"]
+    out = [f"Chosen on the choose-seeds: {ev['chosen']['direction']} direction, layer {ev['chosen']['layer']}, "
+           f"α = ±{a:g}. Reported on {ev['n_baselines']} other (scenario, seed) baselines; noise band "
+           f"{ev['noise_band']:.2f}.", "",
+           "| condition | α > 0: success [95% cluster CI] (successes/eligible) | α < 0 |", "|---|---|---|"]
+    for cond in (Condition.PROBE, Condition.MATCHED_RANDOM, Condition.SEED_ONLY, Condition.PROMPT_EMPATHIC,
+                 Condition.PROMPT_TASK):
         cells = []
         for sign in ("pos", "neg"):
-            r = next((r for r in st["rates"] if r["condition"] == cond and r["layer"] == "all" and r["sign"] == sign), None)
-            cells.append("—" if r is None else f"{r['rate']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}] (n = {r['n']})")
+            r = next((r for r in ev["rates"] if r["condition"] == cond and r["sign"] == sign
+                      and (r["alpha"] == "all" or abs(r["alpha"]) == a)), None)
+            cells.append(_cell(r))
         out.append(f"| {cond.label} | {cells[0]} | {cells[1]} |")
-    out.append(f"\nSuccess: {st['success_rule']}. {st['ci_note']}. Best steering layer {st['best_steering_layer']}: "
-               f"{st['best_steering_layer_rule']}.")
+    coh = ev.get("coherent_rate_at_chosen_alpha", {})
+    out.append(f"\nReplies passing the coherence gates at the chosen α: probe {coh.get('probe')}, matched random "
+               f"{coh.get('matched_random')}. Success: {ev['success_rule']}.")
     return "\n".join(out)
+
+
+def validation_table(v: dict | None) -> str:
+    """Precision and recall of each gate and call on the held-out blind labels."""
+    if not v:
+        return "No judge validation yet (`python -m empathy_core validate-judges` writes it)."
+    out = [f"**Judge validation** against blind labels of stored generations (held-out part, n = {v['n']['test']}; "
+           f"thresholds fitted on the train part, n = {v['n']['train']}):", "",
+           "| stage | flags | precision | recall | flagged / actual |", "|---|---|---|---|---|"]
+    for name, r in v["test"].items():
+        if not isinstance(r, dict) or "precision" not in r:
+            continue
+        p = "—" if r["precision"] is None else f"{r['precision']:.2f}"
+        rc = "—" if r["recall"] is None else f"{r['recall']:.2f}"
+        out.append(f"| {name.replace('_', ' ')} | {r['flags']} | {p} | {rc} | {r['predicted']} / {r['actual']} |")
+    g = v["goal"]
+    out.append(f"\nGoal: {g['rule']}: {'met' if g['met'] else 'not met'} (precision {g['precision']}). The labels were "
+               "made by language-model labelling helpers working blind.")
+    return "\n".join(out)
+
+
+def rates_table(st: dict, validation: dict | None = None) -> str:
+    """The success table (new evaluation, or the old rates with a note saying what they are) and the validation table."""
+    if "evaluation" in st:
+        head = evaluation_table(st)
+    else:
+        out = [OLD_FORMAT_NOTE, "", "| condition | α > 0: success [95% Wilson CI] | α < 0: success [95% Wilson CI] |",
+               "|---|---|---|"]
+        for cond in Condition:
+            cells = []
+            for sign in ("pos", "neg"):
+                r = next((r for r in st["rates"] if r["condition"] == cond and r["layer"] == "all" and r["sign"] == sign), None)
+                cells.append("—" if r is None else f"{r['rate']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}] (n = {r['n']})")
+            if cells != ["—", "—"]:
+                out.append(f"| {cond.label} | {cells[0]} | {cells[1]} |")
+        out.append(f"\nOld success rule: {st['success_rule']}. {st['ci_note']}. Best steering layer "
+                   f"{st['best_steering_layer']}: {st['best_steering_layer_rule']}.")
+        head = "\n".join(out)
+    return head + "\n\n" + validation_table(validation)
 
 
 def sample_rows(st: dict, scenario: Any, layer: Any, alpha: Any, seed: Any, condition: Any) -> list[list]:
@@ -58,6 +120,7 @@ def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown) -> Any:
     with gr.Tab("Steering results: replay", id="steering"):
         gr.Markdown("The precomputed sweep: every scenario × layer × α × seed, judged by models other than the steered "
                     "one (a MiniLM embedding classifier and the other bundled model's probe).")
+        gr.Markdown(sweep_note(svc.root), elem_id="sweep-version-note")
         with gr.Row():
             sc = gr.Dropdown([("All scenarios", ALL)] + scenario_list, value=ALL, label="Scenario")
             lyr = gr.Dropdown([(f"layer {L}", L) for L in s0["layers"]], value=st0["best_steering_layer"], label="Layer",
@@ -98,7 +161,7 @@ def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown) -> Any:
         f1, f2, f3 = dose_response_figure(st, scenario, layer), success_figure(st), coherence_figure(st)
         lyr_update = gr.update(choices=[(f"layer {L}" + (" (best steering)" if L == st["best_steering_layer"] else ""), L)
                                         for L in layers], value=layer)
-        return (f1, f2, f3, rates_table(st), csv_file(svc, f1, f"dose-{key}"), csv_file(svc, f2, f"success-{key}"),
+        return (f1, f2, f3, rates_table(st, svc.judge_validation()), csv_file(svc, f1, f"dose-{key}"), csv_file(svc, f2, f"success-{key}"),
                 csv_file(svc, f3, f"coherence-{key}"), lyr_update)
 
     @friendly

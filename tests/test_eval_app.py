@@ -1,0 +1,69 @@
+"""The app's views of the issue-11 evaluation: tables, gate lines and incoherence marks (no model)."""
+
+import json
+
+from empathy_core.app.plots import dose_response_figure, live_dose_figure, success_figure
+from empathy_core.app.ui.steer_tab import gates_line
+from empathy_core.app.ui.steering_tab import OLD_FORMAT_NOTE, rates_table
+from empathy_core.store import PRECOMPUTED
+
+
+def _validation():
+    return json.loads((PRECOMPUTED / "judge_validation.json").read_text())
+
+
+def _new_format():
+    def rate(cond, alpha, sign, k, n):
+        return {"condition": cond, "alpha": alpha, "sign": sign, "successes": k, "n": n, "clusters": n,
+                "rate": k / n, "ci": [0.0, min(1.0, 2 * k / n)], "ci_method": "cluster bootstrap"}
+
+    ev = {"chosen": {"direction": "mean_diff", "layer": 3, "alpha": 0.2, "rule": "r"}, "n_baselines": 30,
+          "noise_band": 0.7, "success_rule": "validated call",
+          "coherent_rate_at_chosen_alpha": {"probe": 0.93, "matched_random": 0.97},
+          "rates": [rate("probe", 0.2, "pos", 9, 20), rate("probe", -0.2, "neg", 1, 5), rate("probe", 0.1, "pos", 2, 20),
+                    rate("matched_random", 0.2, "pos", 1, 20), rate("seed_only", "all", "pos", 2, 20),
+                    rate("prompt_empathic", "all", "pos", 5, 20)]}
+    dose = [{"condition": "probe", "scenario": "maze", "layer": 3, "alpha": a, "n": 6, "ensemble_mean": a,
+             "ensemble_ci": None, "coherent_rate": 1.0, "gate_coherent_rate": 0.2 if a > 0.25 else 0.9}
+            for a in (-0.3, 0.0, 0.3)]
+    return {"evaluation": ev, "dose_response": dose, "best_detection_layer": 3, "rates": []}
+
+
+def test_old_format_says_what_it_cannot_show_and_shows_the_validation():
+    st = json.loads((PRECOMPUTED / "qwen2.5-coder-0.5b" / "steering.json").read_text())
+    md = rates_table(st, _validation())
+    assert OLD_FORMAT_NOTE in md and "Judge validation" in md and "empathic call" in md
+    v = _validation()["test"]["empathic_call"]
+    assert f"{v['precision']:.2f}" in md and f"{v['predicted']} / {v['actual']}" in md
+
+
+def test_new_format_table_has_every_control_at_the_chosen_alpha():
+    md = rates_table(_new_format(), None)
+    assert OLD_FORMAT_NOTE not in md and "validate-judges" in md
+    assert "0.45 [0.00, 0.90] (9/20)" in md  # probe at +0.2, not at +0.1
+    assert "(2/20)" in md.split("seed only")[1].split("\n")[0]
+    assert "matched random direction | 0.05" in md
+    assert "layer 3" in md and "α = ±0.2" in md
+
+
+def test_dose_chart_marks_incoherent_points():
+    names = [t.name for t in dose_response_figure(_new_format(), None, 3).data]
+    assert any("incoherent" in (n or "") for n in names)
+    ok = _new_format()
+    for d in ok["dose_response"]:
+        d["gate_coherent_rate"] = 1.0
+    assert not any("incoherent" in (t.name or "") for t in dose_response_figure(ok, None, 3).data)
+    live = live_dose_figure([-0.3, 0.0, 0.3], [1.0, 2.0, 3.0], [None] * 3, 3, incoherent=[False, False, True])
+    marked = [t for t in live.data if "coherence gates" in (t.name or "")]
+    assert len(marked) == 1 and list(marked[0].x) == [0.3]
+
+
+def test_success_chart_names_its_interval():
+    assert "cluster" in success_figure(_new_format()).layout.title.text
+
+
+def test_gates_line_words():
+    g = {"coherent": False, "repetitive": True, "fluent": None, "on_topic": True, "echo": True,
+         "reference_model": "smollm2-135m"}
+    line = gates_line(g)
+    assert "coherent **no**" in line and "not loaded" in line and "echo or meta **yes**" in line

@@ -1,0 +1,99 @@
+"""The steering gates and their validation logic, on hand-made replies and rows (no model)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from empathy_core.study import gates, validation
+from empathy_core.study.gates import GateThresholds
+from empathy_core.study.labels import LabelledReply
+
+
+def test_echo_overlap_reads_the_prompt():
+    copied = gates.prompt_text("maze")[:300]
+    assert gates.echo_overlap(copied, "maze") > 0.9
+    assert gates.echo_overlap("I tell the newcomer the left door is wrong and walk on.", "maze") < 0.1
+    f = gates.text_features("Your answer should say which door you pick.", "maze")
+    assert f["meta_phrases"] >= 1
+    assert gates.text_features("You go back to the water source.", "food_delivery")["opens_with_you"] == 1
+
+
+def test_repetition_and_form_flags():
+    t = GateThresholds()
+    loop = "I walk to the door. " * 8
+    assert gates.repetition_flag(gates.text_features(loop, "listener"), t)
+    soup = "<div><p>1 2 3 4 5 6 7 8</p></div> <br> <td>"
+    assert gates.repetition_flag(gates.text_features(soup, "listener"), t)
+    fused = "therewerenottheydidnotwanttogothere and then I left"
+    assert gates.text_features(fused, "listener")["fused_words"] == 1
+    fine = "I stay in the room and write back that I am here and want to listen, even if I lose a heart."
+    assert not gates.repetition_flag(gates.text_features(fine, "listener"), t)
+
+
+def test_verdicts_combine_and_serialise():
+    t = GateThresholds(min_topic_similarity=0.3, max_log_perplexity=float(np.log(100)))
+    f = gates.text_features("I stay and talk with them, the door can wait a while.", "listener")
+    ok = gates.verdicts(f, 20.0, 0.5, t)
+    assert ok.passes and ok.coherent and ok.to_dict()["passes"]
+    assert not gates.verdicts(f, 500.0, 0.5, t).coherent
+    assert not gates.verdicts(f, 20.0, 0.1, t).passes
+    assert gates.verdicts(f, float("inf"), 0.5, t).to_dict()["scores"]["perplexity"] is None
+
+
+def test_reference_model_is_never_the_steered_one():
+    for key in ("smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b", "phi3-mini"):
+        assert gates.reference_model(key) != key
+
+
+def _row(i, label, split, model="m", empathy=0.0, rep=0.0, topic=0.5, ppl=20.0, alpha=0.0, reply="I help them."):
+    item = LabelledReply(id=f"x{i}", batch="b", model=model, scenario="maze", layer=1, seed=i, alpha=alpha,
+                         condition="probe", reply=reply, label_a=label, label_b=label, label_c=None, label=label,
+                         split=split)
+    f = gates.text_features(reply, "maze")
+    f["repetition"] = rep
+    return validation.Row(item, f, ppl, topic, empathy)
+
+
+def _toy(seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(120):
+        split = "train" if i % 2 else "test"
+        kind = ["incoherent", "task_choice", "empathic_choice", "unclear"][i % 4]
+        rep = rng.choice([0.6, 0.8]) if kind == "incoherent" else rng.choice([0.0, 0.1])
+        emp = {"empathic_choice": 2.0, "task_choice": -2.0}.get(kind, 0.0) + rng.normal(0, 0.3)
+        rows.append(_row(i, kind, split, empathy=emp, rep=rep, topic=rng.uniform(0.35, 0.6)))
+    return rows
+
+
+def test_fitted_thresholds_separate_a_toy_and_calls_are_exact():
+    rows = _toy()
+    rep = validation.validate(rows)
+    assert 0.05 <= rep["thresholds"]["max_repetition"] < 0.5
+    assert rep["test"]["repetition"]["precision"] == 1.0 and rep["test"]["repetition"]["recall"] == 1.0
+    assert rep["test"]["empathic_call"]["precision"] == 1.0 and rep["goal"]["met"]
+
+
+def test_the_test_part_is_never_used_to_fit():
+    rows = _toy()
+    scrambled = [r if r.item.split == "train" else dataclasses.replace(
+        r, item=dataclasses.replace(r.item, label="task_choice"), empathy=-r.empathy) for r in rows]
+    a, b = validation.validate(rows), validation.validate(scrambled)
+    assert a["thresholds"] == b["thresholds"] and a["cutoffs"] == b["cutoffs"]
+    assert a["test"] != b["test"]
+
+
+def test_precision_recall_counts():
+    pr = validation._pr(np.array([1, 1, 0, 0], bool), np.array([1, 0, 1, 0], bool))
+    assert (pr["precision"], pr["recall"], pr["true_positives"]) == (0.5, 0.5, 1)
+    assert validation._pr(np.zeros(3, bool), np.zeros(3, bool))["precision"] is None
+
+
+@pytest.mark.parametrize("upper", [True, False])
+def test_best_cut_direction(upper):
+    v = np.array([0.1, 0.2, 0.3, 0.8, 0.9]) if upper else np.array([0.9, 0.8, 0.7, 0.2, 0.1])
+    bad = np.array([0, 0, 0, 1, 1], bool)
+    c = validation._best_cut(v, bad, upper=upper)
+    flag = v > c if upper else v < c
+    assert (flag == bad).all()

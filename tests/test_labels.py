@@ -1,0 +1,47 @@
+"""The blind-label dataset: complete, consistent with its labelling rule, and split as recorded."""
+
+from collections import Counter, defaultdict
+
+import pytest
+
+from empathy_core.study import labels
+
+
+@pytest.fixture(scope="module")
+def items():
+    return labels.load_labels()
+
+
+def test_every_item_has_a_known_final_label_from_the_rule(items):
+    assert len(items) == 330 and len({x.id for x in items}) == 330
+    for x in items:
+        assert x.label in labels.LABEL_NAMES
+        if x.label_a == x.label_b:
+            assert x.label == x.label_a and x.label_c is None
+        else:
+            assert x.label_c is not None and x.label == x.label_c
+
+
+def test_split_is_the_recorded_hash_split_and_stratified_by_model(items):
+    by_model = defaultdict(list)
+    for x in items:
+        by_model[x.model].append(x.id)
+    assert labels.split_labels(by_model) == {x.id: x.split for x in items}
+    for m, ids in by_model.items():
+        n_test = sum(1 for x in items if x.model == m and x.split == "test")
+        assert n_test == len(ids) // 2
+
+
+def test_kappa_per_batch_as_reported(items):
+    s = labels.summary(items)
+    assert round(s["batches"]["batch1"]["kappa"], 3) == 0.879
+    assert round(s["batches"]["batch2"]["kappa"], 3) == 0.873
+    assert Counter(x.batch for x in items) == {"batch1": 220, "batch2": 110}
+
+
+def test_cohens_kappa_reference_values():
+    assert labels.cohens_kappa(list("aabb"), list("aabb")) == 1.0
+    # po = 0.5, pe = 0.5 -> 0
+    assert labels.cohens_kappa(list("abab"), list("aabb")) == pytest.approx(0.0)
+    with pytest.raises(ValueError):
+        labels.cohens_kappa([], [])

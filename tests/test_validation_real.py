@@ -1,0 +1,34 @@
+"""The committed judge validation (precomputed/judge_validation.json) is what the code computes now."""
+
+import json
+
+import pytest
+
+from empathy_core.store import PRECOMPUTED
+from empathy_core.study import validation
+from empathy_core.study.labels import LABELS_PATH, load_labels
+
+pytestmark = pytest.mark.real
+
+
+def test_recomputes_committed_judge_validation(smol, gemma, embedding_judge):
+    from tests.conftest import real_model
+
+    committed = json.loads((PRECOMPUTED / "judge_validation.json").read_text())
+    from empathy_core.study.dataset import file_sha256
+
+    assert committed["labels"]["sha256"] == file_sha256(LABELS_PATH)
+    rows = validation.compute_rows(load_labels(), load=real_model, judge=embedding_judge)
+    fresh = validation.validate(rows)
+    for k, v in committed["thresholds"].items():
+        assert fresh["thresholds"][k] == pytest.approx(v, rel=1e-3, abs=1e-3), k
+    for k, v in committed["cutoffs"].items():
+        assert fresh["cutoffs"][k] == pytest.approx(v, abs=1e-3), k
+    for stage, want in committed["test"].items():
+        got = fresh["test"][stage]
+        if "true_positives" in want:
+            # a score within float noise of a cut-off may flip one reply
+            assert abs(got["predicted"] - want["predicted"]) <= 1 and abs(got["true_positives"] - want["true_positives"]) <= 1, stage
+    assert fresh["n"] == committed["n"] == {"train": 165, "test": 165}
+    assert committed["goal"]["precision"] == fresh["goal"]["precision"] or abs(
+        fresh["test"]["empathic_call"]["predicted"] - committed["test"]["empathic_call"]["predicted"]) <= 1
