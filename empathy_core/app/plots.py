@@ -152,7 +152,7 @@ def layer_auroc_figure(detection: dict, reference: dict | None = None, show_refe
                        text=f"default layer {best} ({'chosen on dev only' if curve else 'best dev-split AUROC'})",
                        font={"size": 11})
     _layout(fig, f"Detection by layer: {detection['model_key']}", "layer (output of decoder block, 0-based)", "test AUROC",
-            legend_rows=5 if curve else 4)
+            legend_rows=7 if curve else 4)
     fig.update_layout(yaxis={"range": [0, 1.02]})
     return fig
 
@@ -182,8 +182,8 @@ def confound_axes_figure(detection: dict) -> go.Figure | None:
                                       "array": [ch[a]["ci"][1] - v for a, v in zip(AXIS_ORDER, y)],
                                       "arrayminus": [v - ch[a]["ci"][0] for a, v in zip(AXIS_ORDER, y)]}))
     n = entries[0][1]["confound_heldout"][AXIS_ORDER[0]].get("n_items")
-    _layout(fig, f"Tone blindness: confound AUROC per axis (held-back part{f', {n} items per axis' if n else ''}; "
-                 "0.5 = blind, shaded = goal)", "axis", "AUROC high vs low", height=340, legend_rows=3)
+    _layout(fig, "Confound AUROC per axis (0.5 = tone-blind)", f"axis (held-back part{f', {n} items each' if n else ''}; "
+                 "shaded: goal band)", "AUROC high vs low", height=340, legend_rows=4)
     fig.update_layout(barmode="group", yaxis={"range": [0, 1.02]})
     return fig
 
