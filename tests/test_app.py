@@ -276,10 +276,11 @@ def test_probe_downloads_round_trip(client, tmp_path):
 
 
 def test_uploaded_direction_steers_and_scores(client, tmp_path):
-    """A user's own direction file: the probe's direction re-uploaded gives the probe's numbers."""
+    """A user's own direction file: the detection probe's directions re-uploaded give the probe's numbers."""
     from empathy_core.store import load_probe
 
-    probe = load_probe(KEY)
+    probe = load_probe(KEY).detection  # what the Probe tab scores with (mean pooling on this model, as uploads use)
+    assert probe.pooling == "mean"
     path = tmp_path / "mine.safetensors"
     save_file({"directions": probe.directions.clone()}, str(path))
     from gradio_client import handle_file

@@ -139,6 +139,7 @@ def test_token_heatmap_is_readable_in_the_dark_theme(app_server, page):
     """Dark text on light tints inside its own light box, whatever the page theme."""
     pg = page.context.browser.new_page(viewport={"width": 1280, "height": 900})
     try:
+        pg.set_default_timeout(TIMEOUT_MS)  # as the other pages: a loaded machine can take longer than playwright's 30 s
         pg.goto(app_server[1] + "?__theme=dark")
         pg.get_by_text(re.compile(r"Ready: smollm2-135m")).wait_for()
         assert pg.evaluate("document.body.classList.contains('dark') || "

@@ -22,6 +22,7 @@ from empathy_core.app.service import (
     scenario_choices,
 )
 from empathy_core.core.generation import GenerationRequest, side_by_side
+from empathy_core.core.models import generation_defaults
 from empathy_core.core.probes import Probe
 from empathy_core.core.prompts import base_prefix, chat_messages
 from empathy_core.study import dataset
@@ -134,7 +135,8 @@ def test_stream_steer_equals_one_library_call_and_is_scored(svc):
     assert len(steps) >= 3 and len(final.scores) == 2
     probe = svc.probe(KEY)
     ref = side_by_side(h, GenerationRequest(svc.render(h, "listener", prompt), (0.0, 0.5), 2, probe.directions,
-                                            mean_norms=probe.mean_norms, readout_layer=1, max_new_tokens=8))
+                                            mean_norms=probe.mean_norms, readout_layer=1, max_new_tokens=8,
+                                            **generation_defaults(KEY)))  # the service uses the model's guard
     assert [r.token_ids for r in final.rows] == [r.token_ids for r in ref.rows]
     assert final.rows[1].raw_alpha == pytest.approx(0.5 * 4.0)
     assert all(s.judge_probability is None for s in final.scores)  # judge off in this fixture
@@ -209,7 +211,7 @@ def test_positions_reach_the_hook(svc, positions):
     steps = list(svc.stream_steer(KEY, "listener", "I stayed .", 0.8, layer=2, max_new_tokens=8, positions=positions))
     ref = side_by_side(h, GenerationRequest(svc.render(h, "listener", "I stayed ."), (0.0, 0.8), 2, probe.directions,
                                             mean_norms=probe.mean_norms, readout_layer=1, max_new_tokens=8,
-                                            positions=positions))
+                                            positions=positions, **generation_defaults(KEY)))
     assert steps[-1].positions == positions
     assert [r.token_ids for r in steps[-1].rows] == [r.token_ids for r in ref.rows]
     with pytest.raises(UserError, match="positions"):

@@ -108,6 +108,7 @@ class ScoreResult:
     verdict: Verdict
     seconds: float = 0.0
     threshold: float = 0.0  # the probe's threshold at ``layer`` (0 for an uploaded bare direction): the heatmap's centre
+    thresholds: list[float] | None = None  # every layer's threshold of the probe that scored (None for a bare direction)
 
 
 @dataclass
@@ -345,11 +346,20 @@ class Service:
         return self._judge
 
     # ------------------------------------------------------------------ inputs
+    def steering_directions(self, key: str, probe: Probe) -> torch.Tensor:
+        """The directions the Steer tab pushes along: the detection probe's where the sweep's choose-seeds
+        chose it (``evaluation.chosen.direction``), else the study's mean difference."""
+        st = self.steering(key)
+        chosen = (st or {}).get("evaluation", {}).get("chosen", {}).get("direction") if isinstance(st, dict) else None
+        if chosen == "detection" and probe.detection is not None:
+            return probe.detection.directions
+        return probe.directions
+
     def _directions(self, handle: ModelHandle, upload: str | None) -> tuple[torch.Tensor, Probe | None]:
         """The probe's (L, H) directions, or those of an uploaded safetensors file (checked first)."""
         if not upload:
             probe = self.probe(handle.key)
-            return probe.directions, probe
+            return self.steering_directions(handle.key, probe), probe
         p = Path(upload)
         if p.suffix.lower() != ".safetensors":
             raise UserError(f"Upload a .safetensors file (got {p.suffix or 'no extension'}); pickled files are never loaded.")
@@ -443,7 +453,8 @@ class Service:
                               threshold=float(probe.thresholds[v_layer]), label="empathic" if p >= 0.5 else "task-focused")
         return ScoreResult(model=h.key, layer=layer, best_layer=best, per_layer=per_layer, tokens=ts.tokens,
                            token_scores=ts.per_token[layer].tolist(), verdict=verdict, seconds=time.perf_counter() - t0,
-                           threshold=float(thresholds[layer]) if thresholds is not None else 0.0)
+                           threshold=float(thresholds[layer]) if thresholds is not None else 0.0,
+                           thresholds=thresholds.tolist() if thresholds is not None else None)
 
     # ------------------------------------------------------------------ steering
     def render(self, h: ModelHandle, scenario: str, prompt: str) -> str:

@@ -100,7 +100,9 @@ def evaluate(handle: ModelHandle, probe: Probe, best_layer: int, s: SweepSetting
     report = validation_report(root)
     judge, judges_record = make_judge(handle, probe, best_layer, other, root, load, report)
     e.layers = e.layers or SweepSettings.pick_layers(best_layer, handle.n_layers)
-    candidates = {"mean_diff": probe.directions}
+    candidates = {"mean_diff": probe.directions}  # the study's mean difference
+    if probe.detection is not None:  # and the dev-chosen detection probe (issue 10): the choose-seeds pick one
+        candidates["detection"] = probe.detection.directions
     evaluation, records = run_evaluation(handle, candidates, probe.mean_norms, e, s, judge,
                                          progress=(lambda m: print(m, flush=True)) if progress else None)
     seconds = round(time.perf_counter() - t0, 1)

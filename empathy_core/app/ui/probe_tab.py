@@ -126,8 +126,8 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> Any:
         """Score one text with the probe (or an uploaded direction) at every layer."""
         path = file_path(upload)
         r = svc.score(key, text, layer, path)
-        thresholds = svc.probe(r.model).thresholds.tolist() if not path else None
-        fig = layer_scores_figure(r.per_layer, r.best_layer, title=chart_title(svc, r.model, bool(path)), thresholds=thresholds)
+        fig = layer_scores_figure(r.per_layer, r.best_layer, title=chart_title(svc, r.model, bool(path)),
+                                  thresholds=r.thresholds if not path else None)
         html = f"<div><b>Layer {r.layer}</b></div>" + token_heatmap_html(r.tokens, r.token_scores, center=r.threshold)
         return verdict_markdown(svc, r), fig, html, csv_file(svc, fig, "probe-scores")
 
