@@ -161,9 +161,10 @@ def test_a_score_call_with_missing_inputs_gets_a_clear_message(app_server, clien
     assert "layer" not in body.split("missing")[1].split(":")[0]  # the layer has a default, so it is not missing
     # the app keeps serving, and the same call with every input answers
     verdict = client.predict(KEY, "I asked how they were before I left.", 10, None, api_name="/score")[0]
-    assert "P(empathic)" in verdict
+    answered = ("P(empathic)", "Can't judge this")  # a verdict either way (the can't-judge gate may decline)
+    assert any(a in verdict for a in answered), verdict
     body = _call(url, "score", [KEY, "I asked how they were before I left.", 10, None])
-    assert "event: complete" in body and "P(empathic)" in body
+    assert "event: complete" in body and any(a in body for a in answered), body
 
 
 @pytest.mark.parametrize("name", ["score", "scenario_info", "layers_chart", "download_probe", "cross_model_charts",
@@ -291,7 +292,10 @@ def test_uploaded_direction_steers_and_scores(client, tmp_path):
     raw = np.array(plot_data(mine[1])[0]["y"])  # an upload has no thresholds: raw projections
     np.testing.assert_allclose(raw - probe.thresholds.numpy(), plot_data(ours[1])[0]["y"], rtol=1e-4, atol=1e-3)
     assert "no calibration" in mine[0]
-    up = client.predict(*steer_args(alpha=0.2, n=10, upload=handle_file(str(path))), api_name="/steer")
+    # the Steer tab pushes along the steering direction (the study's mean difference until a sweep chooses otherwise)
+    steer_path = tmp_path / "steer.safetensors"
+    save_file({"directions": load_probe(KEY).directions.clone()}, str(steer_path))
+    up = client.predict(*steer_args(alpha=0.2, n=10, upload=handle_file(str(steer_path))), api_name="/steer")
     assert up[:2] == client.predict(*steer_args(alpha=0.2, n=10), api_name="/steer")[:2]
 
 
