@@ -308,3 +308,20 @@ def test_the_detection_probe_scores_and_its_gate_says_cannot_judge(svc, tmp_path
     from empathy_core.app.ui.probe_tab import verdict_markdown
 
     assert "Can't judge this" in verdict_markdown(far, far.score(KEY, text))
+
+
+def test_the_steer_tab_pushes_along_the_direction_the_sweep_chose(svc, tmp_path):
+    """Mean difference by default; the detection probe's directions once the sweep's choose-seeds chose them."""
+    from empathy_core.core.probes import DetectionProbe
+
+    probe = svc.probe(KEY)
+    assert torch.equal(svc.steering_directions(KEY, probe), probe.directions)  # no sweep: the study's mean difference
+    L, H = probe.directions.shape
+    det = DetectionProbe(directions=torch.nn.functional.normalize(torch.randn(L, H), dim=1), thresholds=torch.zeros(L),
+                         class_means=torch.zeros(L, 2), calib=torch.tensor([[1.0, 0.0]] * L), gate_mean=torch.zeros(H),
+                         gate_precision=torch.eye(H), meta={"layer": 1, "pooling": "mean", "method": "whitened"})
+    with_det = dataclasses.replace(probe, detection=det)
+    (tmp_path / KEY / "steering.json").write_text(json.dumps({"evaluation": {"chosen": {"direction": "mean_diff"}}}))
+    assert torch.equal(svc.steering_directions(KEY, with_det), probe.directions)
+    (tmp_path / KEY / "steering.json").write_text(json.dumps({"evaluation": {"chosen": {"direction": "detection"}}}))
+    assert torch.equal(svc.steering_directions(KEY, with_det), det.directions)
