@@ -5,7 +5,7 @@
     python -m empathy_core export --model smollm2-135m --layer best [--alpha A] --format safetensors|gguf --out FILE
     python -m empathy_core fit --model ID_OR_PATH [--refresh]
     python -m empathy_core gpu-check --json OUT [--sizes tiny|study] [--dtypes bf16,fp16] [--parts ...]
-    python -m empathy_core precompute --model smollm2-135m [--quick] [--refresh] [--only detection] [--out-dir DIR]
+    python -m empathy_core precompute --model smollm2-135m [--quick] [--refresh] [--only detection|steering] [--out-dir DIR]
     python -m empathy_core validate-judges [--out FILE]
     python -m empathy_core bench --model smollm2-135m [--json OUT]
     python -m empathy_core bench-app [--json OUT]
@@ -217,7 +217,12 @@ def cmd_precompute(a: argparse.Namespace) -> int:
     if a.quick:  # a small slice, for smoke tests
         s = SweepSettings(**generation_defaults(a.model), new_tokens=16)
         e = EvalSettings(alphas=(-0.3, 0.0, 0.3), choose_seeds=(100, 101), report_seeds=(0, 1), scenarios=("listener",))
-    timings = run_precompute(a.model, s, progress=True, root=a.out_dir, eval_settings=e)
+    if a.only == "steering":
+        from .study.precompute import run_steering_only
+
+        timings = run_steering_only(a.model, s, progress=True, root=a.out_dir, eval_settings=e)
+    else:
+        timings = run_precompute(a.model, s, progress=True, root=a.out_dir, eval_settings=e)
     print(f"precompute {a.model}: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
     return 0
 
@@ -306,9 +311,11 @@ def _add_study_parsers(sub: argparse._SubParsersAction) -> None:
     pc.add_argument("--refresh", action="store_true",
                     help="recompute summaries (lexical ablation, success rates, cross-model, manifest) from stored results")
     pc.add_argument("--out-dir", type=Path, default=None, help="default: precomputed/")
-    pc.add_argument("--only", choices=["detection"], default=None,
-                    help="detection only: probes, detection.json, lexical ablation, cross-model, manifest; the steering "
-                         "sweep is kept (and the direction it used is copied to sweep_direction.safetensors first)")
+    pc.add_argument("--only", choices=["detection", "steering"], default=None,
+                    help="detection: probes, detection.json, lexical ablation, cross-model, manifest; the steering "
+                         "sweep is kept (and the direction it used is copied to sweep_direction.safetensors first). "
+                         "steering: the steering evaluation on the committed probe (judges.json, steering.json), "
+                         "resuming from the judged cells an interrupted run kept")
     pc.set_defaults(func=cmd_precompute)
 
 

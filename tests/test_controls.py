@@ -113,3 +113,40 @@ def test_eval_cell_alpha_zero_is_bit_identical_and_seed_pairs(tiny):
     pairs = seed_pairs([base, other], (0, 1))
     assert [(a.seed, b.seed) for a, b in pairs] == [(0, 1), (1, 0)]
     assert all(r.condition in (Condition.PROBE, Condition.MATCHED_RANDOM) for r in recs)
+
+
+@torch.no_grad()
+def test_evaluation_resumes_from_its_judged_cells(tiny, tmp_path, monkeypatch):
+    """A rerun with the cell cache generates and judges nothing again and gives the same evaluation;
+    a cell whose file is missing (the run stopped there) is made again, identically."""
+    from empathy_core.study import sweep_eval
+    from empathy_core.study.sweep_eval import CellCache, run_evaluation
+
+    torch.manual_seed(0)
+    dirs = torch.nn.functional.normalize(torch.randn(tiny.n_layers, tiny.hidden_size), dim=-1)
+    norms = torch.ones(tiny.n_layers) * 3.0
+    s = SweepSettings(new_tokens=4)
+    e = EvalSettings(alphas=(0.0, 0.3), choose_seeds=(100, 101), report_seeds=(0, 1), layers=(1,), scenarios=("maze",))
+    judged: list[str] = []
+
+    def judge(recs):  # a deterministic stand-in for the judges: the gates pass, the call follows the text's hash
+        for r in recs:
+            judged.append(r.text)
+            h = sum(map(ord, r.text)) % 3
+            r.gates = {"coherent": True, "on_topic": True, "echo": False}
+            r.call = {"empathy": h / 2, "empathic": h == 2, "task": h == 0}
+
+    cache = CellCache(tmp_path / "cells")
+    first, recs = run_evaluation(tiny, {"mean_diff": dirs}, norms, e, s, judge, cache=cache)
+    n_cells = len(list((tmp_path / "cells").glob("*.json")))
+    assert n_cells == 2 + 2 * 2 and cache.hits == 0 and len(judged) == len(recs)
+    (tmp_path / "cells" / "report-mean_diff-L1-a0.3-s1-maze.json").unlink()  # as if the run stopped before it
+    judged.clear()
+    calls = []
+    real = sweep_eval.run_eval_cell
+    monkeypatch.setattr(sweep_eval, "run_eval_cell", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    again = CellCache(tmp_path / "cells")
+    second, recs2 = run_evaluation(tiny, {"mean_diff": dirs}, norms, e, s, judge, cache=again)
+    assert again.hits == n_cells - 1 and calls == ["maze"] and len(judged) == 5
+    assert [r.to_dict() for r in recs2] == [r.to_dict() for r in recs]
+    assert second == first

@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import __version__
 from ..core.models import BUNDLED, generation_defaults, load_model
-from ..store import PRECOMPUTED, StoreError, has_probe, load_probe, model_dir, probe_path, read_json, write_json
+from ..store import PRECOMPUTED, StoreError, has_probe, load_detection, load_probe, model_dir, probe_path, read_json, write_json
 
 if TYPE_CHECKING:
     from ..core.models import ModelHandle
@@ -147,6 +147,41 @@ def run_detection_only(key: str, progress: bool = True, root: Path | None = None
     t = time.perf_counter()
     write_json(out / "lexical_ablation.json", lexical_ablation(handle, probe))
     timings["lexical_ablation_s"] = round(time.perf_counter() - t, 1)
+    write_cross_model(root)
+    write_reference_study(root)
+    write_manifest(root)
+    timings["total_s"] = round(time.perf_counter() - t0, 1)
+    return timings
+
+
+def run_steering_only(key: str, settings: SweepSettings | None = None, progress: bool = True, root: Path | None = None,
+                      eval_settings: EvalSettings | None = None) -> dict:
+    """``precompute --only steering``: the steering evaluation on the committed probe and detection, then
+    cross-model, reference and manifest. Resumes from the judged cells a previous run kept."""
+    from .precompute_eval import evaluate, validation_report
+    from .sweep import SweepSettings
+    from .sweep_eval import EvalSettings
+
+    root = root or PRECOMPUTED
+    t0 = time.perf_counter()
+    other = other_model(key)
+    for k in (key, other):
+        if not has_probe(k, root):
+            raise StoreError(f"The steering evaluation needs {k}'s probe at {probe_path(k, root)}. "
+                             f"Run `python -m empathy_core precompute --only detection --model {k}` first.")
+    validation_report(root)
+    handle = load_model(key)
+    probe = load_probe(handle.key, root)
+    best = int(load_detection(handle.key, root)["best_layer"])
+    models = {handle.key: handle}
+
+    def load(k: str) -> ModelHandle:
+        if k not in models:
+            models[k] = load_model(k)
+        return models[k]
+
+    s = settings or SweepSettings(**generation_defaults(handle.key))
+    timings = evaluate(handle, probe, best, s, eval_settings or EvalSettings(), other, root, load, progress)
     write_cross_model(root)
     write_reference_study(root)
     write_manifest(root)

@@ -10,6 +10,7 @@ rates with cluster intervals for the probe, matched random, seed-only and prompt
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -77,6 +78,30 @@ def make_judge(handle: ModelHandle, probe: Probe, best_layer: int, other: str, r
     return judge, record
 
 
+EVAL_CACHE_VERSION = 1  # bump when the generation or judging code changes what a cell's records hold
+
+
+def eval_cache_dir(key: str, root: Path, s: SweepSettings, e: EvalSettings, other: str) -> Path:
+    """``$EMPATHY_CACHE/precompute/KEY/eval-HASH``: the judged cells of one evaluation, keyed by the probe file,
+    the other model's probe, the judge validation, the generation settings, the evaluation's alphas and salt, and
+    ``EVAL_CACHE_VERSION`` (delete the folder to start over)."""
+    from ..core.models import cache_root
+    from .sweep import settings_dict
+    from .sweep_eval import settings_dict as eval_settings_dict
+
+    def sha(p: Path) -> str:
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+
+    ident = {"version": EVAL_CACHE_VERSION, "probe": sha(probe_path(key, root)), "other": other,
+             "other_probe": sha(probe_path(other, root)), "validation": sha(root / "judge_validation.json"),
+             "generation": settings_dict(s),
+             # the cell names carry the seed, scenario and layer, so these may change and the finished cells still count
+             "evaluation": {k: v for k, v in eval_settings_dict(e).items()
+                            if k not in ("choose_seeds", "report_seeds", "scenarios", "layers", "min_coherent")}}
+    h = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return cache_root() / "precompute" / key / f"eval-{h}"
+
+
 def old_shape_rates(evaluation: dict) -> list[dict]:
     """The evaluation's rates at the chosen alpha in the shape the Steering results chart reads."""
     a = evaluation["chosen"]["alpha"]
@@ -90,11 +115,15 @@ def old_shape_rates(evaluation: dict) -> list[dict]:
 
 
 def evaluate(handle: ModelHandle, probe: Probe, best_layer: int, s: SweepSettings, e: EvalSettings, other: str,
-             root: Path, load: Callable[[str], Any], progress: bool = True) -> dict:
-    """Run the evaluation, write ``judges.json`` and ``steering.json``; returns the timings."""
+             root: Path, load: Callable[[str], Any], progress: bool = True, resume: bool = True) -> dict:
+    """Run the evaluation, write ``judges.json`` and ``steering.json``; returns the timings.
+
+    With ``resume`` every judged cell is kept under ``eval_cache_dir``, and a rerun with the same probe and
+    settings takes the finished cells from there.
+    """
     from . import metrics
     from .sweep import SweepSettings, _dose_response, settings_dict
-    from .sweep_eval import run_evaluation
+    from .sweep_eval import CellCache, run_evaluation
 
     t0 = time.perf_counter()
     report = validation_report(root)
@@ -103,8 +132,11 @@ def evaluate(handle: ModelHandle, probe: Probe, best_layer: int, s: SweepSetting
     candidates = {"mean_diff": probe.directions}  # the study's mean difference
     if probe.detection is not None:  # and the dev-chosen detection probe (issue 10): the choose-seeds pick one
         candidates["detection"] = probe.detection.directions
+    cache = CellCache(eval_cache_dir(handle.key, root, s, e, other) if resume else None)
+    if progress and cache.folder is not None:
+        print(f"judged cells are kept in {cache.folder}", flush=True)
     evaluation, records = run_evaluation(handle, candidates, probe.mean_norms, e, s, judge,
-                                         progress=(lambda m: print(m, flush=True)) if progress else None)
+                                         progress=(lambda m: print(m, flush=True)) if progress else None, cache=cache)
     seconds = round(time.perf_counter() - t0, 1)
     out = model_dir(handle.key, root)
     write_json(out / "judges.json", judges_record)
@@ -124,5 +156,6 @@ def evaluate(handle: ModelHandle, probe: Probe, best_layer: int, s: SweepSetting
         "ci_note": "cluster bootstrap over (scenario, seed) baselines",
         "success_rule": evaluation["success_rule"], "evaluation": evaluation,
         "judge_validation": {"test": report["test"], "n": report["n"]},
-        "timings": {"evaluation_s": seconds}, "generations": [r.to_dict() for r in records]})
-    return {"evaluation_s": seconds}
+        "timings": {"evaluation_s": seconds, "cells_from_cache": cache.hits},
+        "generations": [r.to_dict() for r in records]})
+    return {"evaluation_s": seconds, "cells_from_cache": cache.hits}

@@ -23,9 +23,12 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,6 +62,35 @@ class EvalSettings:
             raise ValueError("choose-seeds and report-seeds must be disjoint")
         if 0.0 not in self.alphas:
             raise ValueError("the alphas must include 0 (the baseline)")
+
+
+class CellCache:
+    """Judged records of finished cells, one JSON file each, so that an interrupted evaluation resumes.
+
+    ``folder`` is keyed by everything the records depend on (``precompute_eval.eval_cache_dir``); with
+    ``folder=None`` nothing is kept. A file is written atomically once its cell is generated *and*
+    judged, so a half-done cell is simply run again.
+    """
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.hits = 0
+
+    def run(self, name: str, make: Callable[[], list[SweepRecord]],
+            judge: Callable[[list[SweepRecord]], None]) -> list[SweepRecord]:
+        """The cell's judged records: from the cache, or made, judged and stored."""
+        f = self.folder / f"{name}.json" if self.folder is not None else None
+        if f is not None and f.exists():
+            self.hits += 1
+            return [SweepRecord.from_dict(d) for d in json.loads(f.read_text())]
+        recs = make()
+        judge(recs)
+        if f is not None:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            tmp = f.with_suffix(".tmp")
+            tmp.write_text(json.dumps([r.to_dict() for r in recs], allow_nan=False))
+            tmp.replace(f)
+        return recs
 
 
 @torch.inference_mode()
@@ -185,7 +217,7 @@ def render_for(handle: ModelHandle, scenario: str) -> str:
     return render_prompt(handle.tokenizer, handle.is_chat, scenario)
 
 
-__all__ = ["EvalSettings", "run_eval_cell", "judge_calls", "rates", "noise_band_of", "seed_pairs", "run_prompting"]
+__all__ = ["CellCache", "EvalSettings", "run_eval_cell", "judge_calls", "rates", "noise_band_of", "seed_pairs", "run_prompting"]
 
 
 def choose(records: Sequence[SweepRecord], band: float, min_coherent: float) -> dict:
@@ -221,21 +253,25 @@ def choose(records: Sequence[SweepRecord], band: float, min_coherent: float) -> 
 
 def run_evaluation(handle: ModelHandle, candidates: dict[str, torch.Tensor], mean_norms: torch.Tensor, e: EvalSettings,
                    s: SweepSettings, judge: Callable[[list[SweepRecord]], None],
-                   progress: Callable[[str], None] | None = None) -> tuple[dict, list[SweepRecord]]:
+                   progress: Callable[[str], None] | None = None,
+                   cache: CellCache | None = None) -> tuple[dict, list[SweepRecord]]:
     """Choose on the choose-seeds, report on the report-seeds; returns (evaluation, every record).
 
-    ``judge`` scores records in place (``judge_calls``, and any other judge the caller keeps).
+    ``judge`` scores records in place (``judge_calls``, and any other judge the caller keeps); it is
+    called once per cell, so that ``cache`` can keep each judged cell and a rerun resumes.
     """
     say = progress or (lambda _m: None)
+    cells = cache or CellCache(None)
     chosen_recs: list[SweepRecord] = []
     for name, dirs in candidates.items():
         for L in e.layers:
             for sd in e.choose_seeds:
                 for sc in e.scenarios:
                     say(f"choose {name} layer {L} seed {sd} {sc}")
-                    chosen_recs += run_eval_cell(handle, dirs, mean_norms, sc, L, sd, e.alphas, s, matched_random=False,
-                                                 salt=e.random_salt, tag=name)
-    judge(chosen_recs)
+                    chosen_recs += cells.run(
+                        f"choose-{name}-L{L}-s{sd}-{sc}",
+                        partial(run_eval_cell, handle, dirs, mean_norms, sc, L, sd, e.alphas, s, matched_random=False,
+                                salt=e.random_salt, tag=name), judge)
     band = noise_band_of([r for r in chosen_recs if r.direction == next(iter(candidates)) and r.layer == e.layers[0]],
                          e.choose_seeds)
     pick = choose(chosen_recs, band, e.min_coherent)
@@ -245,10 +281,11 @@ def run_evaluation(handle: ModelHandle, candidates: dict[str, torch.Tensor], mea
     for sd in e.report_seeds:
         for sc in e.scenarios:
             say(f"report seed {sd} {sc}")
-            recs += run_eval_cell(handle, candidates[pick["direction"]], mean_norms, sc, pick["layer"], sd, report_alphas,
-                                  s, salt=e.random_salt, tag=pick["direction"])
-            recs += run_prompting(handle, sc, sd, s)
-    judge(recs)
+            recs += cells.run(
+                f"report-{pick['direction']}-L{pick['layer']}-a{a}-s{sd}-{sc}",
+                partial(run_eval_cell, handle, candidates[pick["direction"]], mean_norms, sc, pick["layer"], sd,
+                        report_alphas, s, salt=e.random_salt, tag=pick["direction"]), judge)
+            recs += cells.run(f"prompting-s{sd}-{sc}", partial(run_prompting, handle, sc, sd, s), judge)
     evaluation = {"settings": settings_dict(e), "noise_band": band,
                   "noise_band_rule": "95th percentile of |empathy judge(seed) - judge(next seed)| at alpha = 0, "
                                      "paired by scenario, on the choose-seeds",
