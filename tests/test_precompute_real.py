@@ -94,6 +94,10 @@ def test_precompute_quick_end_to_end(tmp_path, smol, gemma, fresh_smol_detection
     assert ev["noise_band"] >= 0 and all(r["ci_method"].startswith("cluster") for r in ev["rates"])
     man = json.loads((root / "manifest.json").read_text())
     assert "smollm2-135m/steering.json" in man["files"]
+    # the evaluation ran on the current data's probe, and says so; the old sweep's direction has nothing left to replay
+    assert st["dataset_sha256"] == dataset.dataset_sha256() == man["dataset_sha256_per_file"]["smollm2-135m/steering.json"]
+    assert man["dataset_sha256_per_file"]["smollm2-135m/judges.json"] == dataset.dataset_sha256()
+    assert not (d / store.SWEEP_DIRECTION).exists()
     det_rec = json.loads((d / "detection.json").read_text())
     assert det_rec["default"]["method"] in ("mean_diff", "whitened") and det_rec["default"]["layer"] in (4, 10)
     assert store.load_probe("smollm2-135m", root).detection is not None

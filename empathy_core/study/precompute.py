@@ -104,6 +104,12 @@ def other_model(key: str) -> str:
     return others[0]
 
 
+def drop_sweep_direction(key: str, root: Path) -> None:
+    """Once the steering evaluation has run on the current probe, the old sweep's direction has nothing left
+    to replay: remove ``KEY/sweep_direction.safetensors``."""
+    (model_dir(key, root) / SWEEP_DIRECTION).unlink(missing_ok=True)
+
+
 def keep_sweep_direction(key: str, root: Path) -> Path | None:
     """Before a new probe file replaces the old one: copy the probe the committed steering sweep used into
     ``KEY/sweep_direction.safetensors`` (its directions and norms, with the old dataset sha256 and the sweep's
@@ -182,6 +188,7 @@ def run_steering_only(key: str, settings: SweepSettings | None = None, progress:
 
     s = settings or SweepSettings(**generation_defaults(handle.key))
     timings = evaluate(handle, probe, best, s, eval_settings or EvalSettings(), other, root, load, progress)
+    drop_sweep_direction(handle.key, root)
     write_cross_model(root)
     write_reference_study(root)
     write_manifest(root)
@@ -238,6 +245,7 @@ def run_precompute(key: str, settings: SweepSettings | None = None, progress: bo
 
     timings.update(evaluate(handle, probe, record["best_layer"], s, eval_settings or EvalSettings(), other, root, load,
                             progress))
+    drop_sweep_direction(handle.key, root)
     timings["total_s"] = round(time.perf_counter() - t0, 1)
     write_cross_model(root)
     write_reference_study(root)
@@ -312,8 +320,8 @@ def write_reference_study(root: Path) -> None:
 
 
 def file_dataset_sha256(path: Path, root: Path) -> str | None:
-    """The dataset sha256 a result file was computed on: its own record where it has one; a model's steering
-    and judge files follow the sweep's direction file (or, before one exists, the probe file)."""
+    """The dataset sha256 a result file was computed on: its own record where it has one; an old-format
+    steering or judge file follows the sweep's direction file (or, before one exists, the probe file)."""
     from ..core.probes import read_safetensors
 
     if path.suffix == ".safetensors":
@@ -321,6 +329,9 @@ def file_dataset_sha256(path: Path, root: Path) -> str | None:
     if path.parent == root:
         return dataset.dataset_sha256() if path.name == "cross_model.json" else None
     if path.name in ("steering.json", "judges.json"):
+        own = read_json(path).get("dataset_sha256")  # the steering evaluation records the probe's data
+        if own:
+            return own
         src = path.parent / SWEEP_DIRECTION
         src = src if src.exists() else path.parent / "probes.safetensors"
         return read_safetensors(src)[1].get("dataset_sha256") if src.exists() else None

@@ -139,7 +139,8 @@ def evaluate(handle: ModelHandle, probe: Probe, best_layer: int, s: SweepSetting
                                          progress=(lambda m: print(m, flush=True)) if progress else None, cache=cache)
     seconds = round(time.perf_counter() - t0, 1)
     out = model_dir(handle.key, root)
-    write_json(out / "judges.json", judges_record)
+    data_sha = probe.meta.get("dataset_sha256")
+    write_json(out / "judges.json", {**judges_record, "dataset_sha256": data_sha})
     # the settings as the replay tab reads them: every layer, alpha, seed and scenario that was generated
     stored = {**settings_dict(s), "layers": list(e.layers), "alphas": list(e.alphas), "scenarios": list(e.scenarios),
               "seeds": list(e.choose_seeds) + list(e.report_seeds)}
@@ -148,7 +149,8 @@ def evaluate(handle: ModelHandle, probe: Probe, best_layer: int, s: SweepSetting
     cross = {"other_model": other, "n_texts": len(records), "pearson": float(np.corrcoef(sc_self, sc_other)[0, 1]),
              "spearman": float(metrics.correlation_ci(sc_self, sc_other, "spearman", n_boot=200)[0])}
     write_json(out / "steering.json", {
-        "schema": SCHEMA_VERSION, "model_key": handle.key, "settings": stored, "probe_layer": best_layer,
+        "schema": SCHEMA_VERSION, "model_key": handle.key, "dataset_sha256": data_sha, "settings": stored,
+        "probe_layer": best_layer,
         "best_detection_layer": best_layer, "best_steering_layer": evaluation["chosen"]["layer"],
         "best_steering_layer_rule": evaluation["chosen"]["rule"], "default_alpha": evaluation["chosen"]["alpha"],
         "cross_model": cross,
