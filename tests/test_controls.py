@@ -145,8 +145,10 @@ def test_evaluation_resumes_from_its_judged_cells(tiny, tmp_path, monkeypatch):
     calls = []
     real = sweep_eval.run_eval_cell
     monkeypatch.setattr(sweep_eval, "run_eval_cell", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
-    again = CellCache(tmp_path / "cells")
+    redecided: list[str] = []
+    again = CellCache(tmp_path / "cells", on_hit=lambda rs: redecided.extend(r.text for r in rs))
     second, recs2 = run_evaluation(tiny, {"mean_diff": dirs}, norms, e, s, judge, cache=again)
     assert again.hits == n_cells - 1 and calls == ["maze"] and len(judged) == 5
+    assert len(redecided) == len(recs) - 5  # every stored record is re-decided under the current validation
     assert [r.to_dict() for r in recs2] == [r.to_dict() for r in recs]
     assert second == first

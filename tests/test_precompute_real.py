@@ -12,7 +12,7 @@ from empathy_core import store
 from empathy_core.store import PRECOMPUTED
 from empathy_core.study import dataset
 from empathy_core.study.judges import ProbeJudge
-from empathy_core.study.sweep import SweepSettings, random_direction, run_cell
+from empathy_core.study.sweep import SweepSettings, random_direction
 
 pytestmark = pytest.mark.real
 TOL = 2e-3  # stated tolerance for replayed metrics
@@ -30,34 +30,54 @@ def test_reproduces_committed_detection_at_two_layers(fresh_smol_detection):
 
 
 def test_reproduces_committed_steering_cell(smol, gemma):
-    """The committed sweep was computed on the previous dataset version with the probe of that time, which
-    ``sweep_direction.safetensors`` keeps: the generations and the cross-model judge replay from it. (The embedding
-    judge, and so the ensemble, was trained on the previous data; they replay once issue 11 reruns the sweep.)"""
+    """One report cell of the committed steering evaluation (the chosen direction and layer, the first report seed
+    and scenario: the probe rows at every reported alpha and the matched random rows) is generated again, and the
+    committed texts are judged again: the cross-model judge, the steered model's own probe and every gate score."""
+    from empathy_core.study import gates
+    from empathy_core.study.sweep_eval import run_eval_cell
+
     st = json.loads((PRECOMPUTED / "smollm2-135m" / "steering.json").read_text())
-    s = st["settings"]
-    layer, seed, scen = st["best_detection_layer"], s["seeds"][0], s["scenarios"][0]
-    alphas = (0.0, max(s["alphas"]))
-    settings = SweepSettings.from_stored({**s, "alphas": alphas, "layers": (layer,), "scenarios": (scen,), "seeds": (seed,)})
-    probe = store.load_sweep_probe("smollm2-135m")
-    assert probe.meta["dataset_sha256"] != dataset.dataset_sha256()  # it is the previous data's probe
-    assert layer in probe.meta["sweep_layers"]
-    fresh = [r.to_dict() for r in run_cell(smol, probe, scen, layer, seed, settings) if r.condition == "probe"]
-    committed = {r["alpha"]: r for r in st["generations"]
-                 if (r["condition"], r["scenario"], r["layer"], r["seed"]) == ("probe", scen, layer, seed)}
+    ev = st["evaluation"]
+    ch, es = ev["chosen"], ev["settings"]
+    layer, seed, scen = ch["layer"], es["report_seeds"][0], es["scenarios"][0]
+    probe = store.load_probe("smollm2-135m")
+    assert st["dataset_sha256"] == probe.meta["dataset_sha256"] == dataset.dataset_sha256()
+    dirs = probe.directions if ch["direction"] == "mean_diff" else probe.detection.directions
+    settings = SweepSettings.from_stored(st["settings"])
+    fresh = run_eval_cell(smol, dirs, probe.mean_norms, scen, layer, seed, ev["report_alphas"], settings,
+                          salt=es["random_salt"], tag=ch["direction"])
+    committed = {(r["condition"], r["alpha"]): r for r in st["generations"]
+                 if (r["scenario"], r["layer"], r["seed"], r.get("direction")) == (scen, layer, seed, ch["direction"])}
+    assert sorted((str(r.condition), r.alpha) for r in fresh) == sorted(committed)
     judges = json.loads((PRECOMPUTED / "smollm2-135m" / "judges.json").read_text())
-    other = store.load_sweep_probe("gemma3-270m")
-    cross = ProbeJudge(gemma, other, judges["cross_model_judge"]["layer"])
-    assert sorted(r["alpha"] for r in fresh) == sorted(alphas)
+    cross = ProbeJudge(gemma, store.load_probe("gemma3-270m"), judges["cross_model_judge"]["layer"])
+    own = ProbeJudge(smol, probe, st["probe_layer"])
     for r in fresh:
-        want = committed[r["alpha"]]
+        want = committed[(str(r.condition), r.alpha)]
         # Rows are sampled with a shared seed, so a row does not depend on the rest of its batch;
         # a different batch size may still flip a near-tie late in the text.
-        common = next((i for i, (x, y) in enumerate(zip(r["text"], want["text"])) if x != y), min(len(r["text"]), len(want["text"])))
-        assert common >= 0.5 * len(want["text"]), (r["text"], want["text"])
-        # the cross-model judge replays on the committed text itself, whether or not the fresh text matches it
+        common = next((i for i, (x, y) in enumerate(zip(r.text, want["text"])) if x != y), min(len(r.text), len(want["text"])))
+        assert common >= 0.5 * len(want["text"]), (r.text, want["text"])
+        # the judges replay on the committed text itself, whether or not the fresh text matches it
         assert float(cross.score([want["text"]])[0]) == pytest.approx(want["judges"]["cross_model"], abs=TOL)
-        # and the steered model's own reading (the sweep's direction at its layer)
-        assert float(ProbeJudge(smol, probe, layer).score([want["text"]])[0]) == pytest.approx(want["self_probe"], abs=TOL)
+        assert float(own.score([want["text"]])[0]) == pytest.approx(want["self_probe"], abs=TOL)
+        feats = gates.text_features(want["text"], scen)
+        assert {k: round(v, 4) for k, v in feats.items()} == {k: want["gates"]["scores"][k] for k in feats}
+
+
+def test_committed_calls_follow_from_their_stored_scores():
+    """Every committed reply's gate verdicts and empathy calls follow from its stored scores and the committed
+    judge validation's thresholds and cut-offs (``sweep_eval.recall``), for every bundled model."""
+    from empathy_core.study.sweep import SweepRecord
+    from empathy_core.study.sweep_eval import recall
+
+    rep = json.loads((PRECOMPUTED / "judge_validation.json").read_text())
+    for key in ("smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b"):
+        st = json.loads((PRECOMPUTED / key / "steering.json").read_text())
+        recs = [SweepRecord.from_dict(g) for g in st["generations"]]
+        again = [SweepRecord.from_dict(g) for g in st["generations"]]
+        recall(again, rep)
+        assert [(r.gates, r.call) for r in again] == [(r.gates, r.call) for r in recs], key
 
 
 def test_random_direction_is_reproducible():

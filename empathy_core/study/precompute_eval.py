@@ -83,8 +83,9 @@ EVAL_CACHE_VERSION = 1  # bump when the generation or judging code changes what 
 
 def eval_cache_dir(key: str, root: Path, s: SweepSettings, e: EvalSettings, other: str) -> Path:
     """``$EMPATHY_CACHE/precompute/KEY/eval-HASH``: the judged cells of one evaluation, keyed by the probe file,
-    the other model's probe, the judge validation, the generation settings, the evaluation's alphas and salt, and
-    ``EVAL_CACHE_VERSION`` (delete the folder to start over)."""
+    the other model's probe, the generation settings, the evaluation's alphas and salt, and ``EVAL_CACHE_VERSION``
+    (delete the folder to start over). The judge validation is not in the key: a stored cell keeps its scores,
+    and its gate verdicts and calls are decided again under the current validation (``sweep_eval.recall``)."""
     from ..core.models import cache_root
     from .sweep import settings_dict
     from .sweep_eval import settings_dict as eval_settings_dict
@@ -93,7 +94,7 @@ def eval_cache_dir(key: str, root: Path, s: SweepSettings, e: EvalSettings, othe
         return hashlib.sha256(p.read_bytes()).hexdigest()
 
     ident = {"version": EVAL_CACHE_VERSION, "probe": sha(probe_path(key, root)), "other": other,
-             "other_probe": sha(probe_path(other, root)), "validation": sha(root / "judge_validation.json"),
+             "other_probe": sha(probe_path(other, root)),
              "generation": settings_dict(s),
              # the cell names carry the seed, scenario and layer, so these may change and the finished cells still count
              "evaluation": {k: v for k, v in eval_settings_dict(e).items()
@@ -123,7 +124,7 @@ def evaluate(handle: ModelHandle, probe: Probe, best_layer: int, s: SweepSetting
     """
     from . import metrics
     from .sweep import SweepSettings, _dose_response, settings_dict
-    from .sweep_eval import CellCache, run_evaluation
+    from .sweep_eval import CellCache, recall, run_evaluation
 
     t0 = time.perf_counter()
     report = validation_report(root)
@@ -132,7 +133,8 @@ def evaluate(handle: ModelHandle, probe: Probe, best_layer: int, s: SweepSetting
     candidates = {"mean_diff": probe.directions}  # the study's mean difference
     if probe.detection is not None:  # and the dev-chosen detection probe (issue 10): the choose-seeds pick one
         candidates["detection"] = probe.detection.directions
-    cache = CellCache(eval_cache_dir(handle.key, root, s, e, other) if resume else None)
+    cache = CellCache(eval_cache_dir(handle.key, root, s, e, other) if resume else None,
+                      on_hit=lambda recs: recall(recs, report))
     if progress and cache.folder is not None:
         print(f"judged cells are kept in {cache.folder}", flush=True)
     evaluation, records = run_evaluation(handle, candidates, probe.mean_norms, e, s, judge,

@@ -69,11 +69,13 @@ class CellCache:
 
     ``folder`` is keyed by everything the records depend on (``precompute_eval.eval_cache_dir``); with
     ``folder=None`` nothing is kept. A file is written atomically once its cell is generated *and*
-    judged, so a half-done cell is simply run again.
+    judged, so a half-done cell is simply run again. ``on_hit`` re-decides what a stored cell's scores
+    allow to change (the gate verdicts and calls, when the judge validation is redone).
     """
 
-    def __init__(self, folder: Path | None) -> None:
+    def __init__(self, folder: Path | None, on_hit: Callable[[list[SweepRecord]], None] | None = None) -> None:
         self.folder = folder
+        self.on_hit = on_hit  # e.g. ``recall`` under the current judge validation
         self.hits = 0
 
     def run(self, name: str, make: Callable[[], list[SweepRecord]],
@@ -82,7 +84,10 @@ class CellCache:
         f = self.folder / f"{name}.json" if self.folder is not None else None
         if f is not None and f.exists():
             self.hits += 1
-            return [SweepRecord.from_dict(d) for d in json.loads(f.read_text())]
+            recs = [SweepRecord.from_dict(d) for d in json.loads(f.read_text())]
+            if self.on_hit is not None:
+                self.on_hit(recs)
+            return recs
         recs = make()
         judge(recs)
         if f is not None:
@@ -136,10 +141,24 @@ def judge_calls(records: list[SweepRecord], steered_key: str, load: Callable[[st
     topic = embedder.topic_similarity(texts, scens)
     emp = empathy(texts)
     for i, r in enumerate(records):
-        v = gates.verdicts(gates.text_features(r.text, r.scenario), ppl[i], float(topic[i]), t)
-        r.gates = v.to_dict()
-        r.call = {"empathy": float(emp[i]), "empathic": bool(v.passes and emp[i] >= cut["t_empathic"]),
-                  "task": bool(v.passes and emp[i] <= cut["t_task"])}
+        _set_calls(r, gates.verdicts(gates.text_features(r.text, r.scenario), ppl[i], float(topic[i]), t), float(emp[i]), cut)
+
+
+def _set_calls(r: SweepRecord, v: gates.GateVerdicts, emp: float, cut: dict) -> None:
+    r.gates = v.to_dict()
+    r.call = {"empathy": emp, "empathic": bool(v.passes and emp >= cut["t_empathic"]),
+              "task": bool(v.passes and emp <= cut["t_task"])}
+
+
+def recall(records: list[SweepRecord], validation_report: dict) -> None:
+    """The gate verdicts and calls again, in place, from each judged record's stored scores, under the report's
+    thresholds and cut-offs: a new judge validation re-decides stored generations without generating again."""
+    t = gates.GateThresholds.from_dict(validation_report["thresholds"])
+    cut = validation_report["cutoffs"]
+    for r in records:
+        sc = dict(r.gates["scores"])
+        ppl, topic = sc.pop("perplexity"), sc.pop("topic_similarity")
+        _set_calls(r, gates.verdicts(sc, float("inf") if ppl is None else ppl, topic, t), float(r.call["empathy"]), cut)
 
 
 def _calls(r: SweepRecord) -> tuple[bool, bool]:
@@ -217,7 +236,7 @@ def render_for(handle: ModelHandle, scenario: str) -> str:
     return render_prompt(handle.tokenizer, handle.is_chat, scenario)
 
 
-__all__ = ["CellCache", "EvalSettings", "run_eval_cell", "judge_calls", "rates", "noise_band_of", "seed_pairs", "run_prompting"]
+__all__ = ["CellCache", "EvalSettings", "run_eval_cell", "judge_calls", "recall", "rates", "noise_band_of", "seed_pairs", "run_prompting"]
 
 
 def choose(records: Sequence[SweepRecord], band: float, min_coherent: float) -> dict:
