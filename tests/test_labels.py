@@ -22,14 +22,19 @@ def test_every_item_has_a_known_final_label_from_the_rule(items):
             assert x.label_c is not None and x.label == x.label_c
 
 
-def test_split_is_the_recorded_hash_split_and_stratified_by_model(items):
-    by_model = defaultdict(list)
-    for x in items:
-        by_model[x.model].append(x.id)
-    assert labels.split_labels(by_model) == {x.id: x.split for x in items}
-    for m, ids in by_model.items():
-        n_test = sum(1 for x in items if x.model == m and x.split == "test")
+def test_split_is_the_recorded_hash_split_and_stratified_by_model_and_batch(items):
+    groups = labels.split_groups([{"model": x.model, "batch": x.batch, "id": x.id} for x in items])
+    assert labels.split_labels(groups) == {x.id: x.split for x in items}
+    for g, ids in groups.items():
+        n_test = sum(1 for x in items if f"{x.model}/{x.batch}" == g and x.split == "test")
         assert n_test == len(ids) // 2
+    # a batch drawn later leaves the earlier batches' split as it was: within the first two batches the groups are
+    # the models, as they were when batch2 was added
+    first = [x for x in items if x.batch in ("batch1", "batch2")]
+    by_model = defaultdict(list)
+    for x in first:
+        by_model[x.model].append(x.id)
+    assert labels.split_labels(by_model) == {x.id: x.split for x in first}
 
 
 def test_kappa_per_batch_as_reported(items):

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ..core.scenarios import DATA_DIR
 
@@ -89,6 +89,15 @@ def split_labels(ids_by_model: Mapping[str, Sequence[str]], fraction: float = TE
     return out
 
 
+def split_groups(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """The groups the split is drawn within: one per (model, batch), so that a later batch leaves the split of
+    the earlier ones as it was."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        out[f"{r['model']}/{r['batch']}"].append(r["id"])
+    return out
+
+
 @lru_cache(maxsize=1)
 def load_labels(path: Path = LABELS_PATH) -> tuple[LabelledReply, ...]:
     """Every labelled reply, in file order."""
@@ -141,13 +150,12 @@ def _batch_rows(staging: Path, batch: str) -> list[dict]:
 
 def build(staging: Path, out: Path = LABELS_PATH) -> list[LabelledReply]:
     """Merge the staged batches into ``generations.jsonl`` with the fixed split; returns the items."""
-    rows = _batch_rows(staging, "batch1") + _batch_rows(staging, "batch2")
+    names = (f.name[: -len("_blind.jsonl")] for f in Path(staging).glob("batch*_blind.jsonl"))
+    batches = sorted((b for b in names if b[len("batch"):].isdigit()), key=lambda b: int(b[len("batch"):]))
+    rows = [r for b in batches for r in _batch_rows(staging, b)]
     if len({r["id"] for r in rows}) != len(rows):
         raise ValueError("duplicate ids across batches")
-    by_model: dict[str, list[str]] = defaultdict(list)
-    for r in rows:
-        by_model[r["model"]].append(r["id"])
-    split = split_labels(by_model)
+    split = split_labels(split_groups(rows))
     items = [LabelledReply(**r, split=split[r["id"]]) for r in rows]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(asdict(x), ensure_ascii=False) + "\n" for x in items))
