@@ -166,14 +166,14 @@ def cmd_fit(a: argparse.Namespace) -> int:
 
 
 def cmd_results_table(a: argparse.Namespace) -> int:
-    """Print the detection goal tables (README and About) from the committed detection.json files."""
-    from .study.report import detection_results, update_readme
+    """Print the detection goal tables and the steering evaluation table (README and About) from the committed files."""
+    from .study.report import detection_results, steering_results, update_readme
 
     if a.readme is not None:
         update_readme(a.readme, a.out_dir)
-        print(f"Updated the detection tables in {a.readme}")
+        print(f"Updated the detection and steering tables in {a.readme}")
     else:
-        print(detection_results(a.out_dir))
+        print(detection_results(a.out_dir) + "\n\n" + steering_results(a.out_dir))
     return 0
 
 
@@ -300,7 +300,7 @@ def _add_fit_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _add_study_parsers(sub: argparse._SubParsersAction) -> None:
     """``results-table`` and ``precompute``."""
-    rt = sub.add_parser("results-table", help="print the detection goal tables from the committed detection.json files")
+    rt = sub.add_parser("results-table", help="print the detection goal tables and the steering evaluation table from the committed files")
     rt.add_argument("--out-dir", type=Path, default=None, help="default: precomputed/")
     rt.add_argument("--readme", type=Path, default=None, help="rewrite the tables between this file's markers instead")
     rt.set_defaults(func=cmd_results_table)

@@ -130,7 +130,9 @@ def test_switching_models_updates_controls_and_replays(client):
     out = client.predict("gemma3-270m", "all", "all", api_name="/steering_on_model")
     det = load_detection("gemma3-270m")
     st = json.loads((Path(__file__).resolve().parent.parent / "precomputed" / "gemma3-270m" / "steering.json").read_text())
-    assert f"Best steering layer {st['best_steering_layer']}" in out[3]
+    ev = st["evaluation"]["chosen"]
+    assert f"layer {st['best_steering_layer']}, ±{ev['alpha']:g}" in out[3] and "matched random" in out[3]
+    assert {str(-ev["alpha"]), str(float(ev["alpha"]))} <= {c[1] for c in out[9]["choices"]}  # the browser offers the reported α
     assert "layer 6" in json.dumps(out[7]) or out[7] == st["best_steering_layer"]
     assert all(r[1] in st["settings"]["layers"] for r in out[11]["data"])
     plot, summary, _, _ = client.predict("gemma3-270m", False, api_name="/layers_chart_on_model")

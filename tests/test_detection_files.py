@@ -47,17 +47,15 @@ def test_probe_file_keeps_both_directions_and_the_rule(key):
 
 
 @pytest.mark.parametrize("key", BUNDLED)
-def test_the_sweep_keeps_the_direction_it_used(key):
-    sweep = store.load_sweep_probe(key)
+def test_the_steering_evaluation_ran_on_the_current_probe(key):
     st = store.load_optional(key, "steering.json")
-    assert sweep.meta["sweep_layers"] == st["settings"]["layers"]
-    assert sweep.meta["dataset_sha256"] != dataset.dataset_sha256()
+    judges = store.load_optional(key, "judges.json")
+    now = dataset.dataset_sha256()
+    assert st["dataset_sha256"] == judges["dataset_sha256"] == store.load_probe(key).meta["dataset_sha256"] == now
     man = json.loads((PRECOMPUTED / "manifest.json").read_text())
     per = man["dataset_sha256_per_file"]
-    assert per[f"{key}/steering.json"] == per[f"{key}/{store.SWEEP_DIRECTION}"] == sweep.meta["dataset_sha256"]
-    assert per[f"{key}/detection.json"] == per[f"{key}/probes.safetensors"] == dataset.dataset_sha256()
-    note = report.sweep_note()
-    assert "previous dataset version" in note and sweep.meta["dataset_sha256"][:12] in note
+    assert per[f"{key}/steering.json"] == per[f"{key}/judges.json"] == per[f"{key}/detection.json"] == now
+    assert not (store.model_dir(key) / store.SWEEP_DIRECTION).exists() and report.sweep_note() == ""
 
 
 def test_manifest_schema_and_sweep_note_in_the_app_texts():
@@ -124,3 +122,14 @@ def test_default_probe_floors_and_the_goals_it_misses(key):
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_about_and_readme_show_the_committed_steering_table():
+    """The steering table is rendered from every model's steering.json; a changed file changes it."""
+    table = report.steering_results()
+    about = report.render_about((ROOT / "assets" / "about.md").read_text())
+    assert table in about and table in (ROOT / "README.md").read_text()
+    for key in BUNDLED:
+        ev = store.load_optional(key, "steering.json")["evaluation"]
+        probe = next(r for r in ev["rates"] if r["condition"] == "probe" and r["sign"] == "pos")
+        assert f"({probe['successes']}/{probe['n']})" in table and f"layer {ev['chosen']['layer']}" in table

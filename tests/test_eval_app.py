@@ -18,6 +18,7 @@ def _new_format():
                 "rate": k / n, "ci": [0.0, min(1.0, 2 * k / n)], "ci_method": "cluster bootstrap"}
 
     ev = {"chosen": {"direction": "mean_diff", "layer": 3, "alpha": 0.2, "rule": "r"}, "n_baselines": 30,
+          "settings": {"choose_seeds": [100, 101], "report_seeds": [0, 1, 2, 3, 4, 5]},
           "noise_band": 0.7, "success_rule": "validated call",
           "coherent_rate_at_chosen_alpha": {"probe": 0.93, "matched_random": 0.97},
           "rates": [rate("probe", 0.2, "pos", 9, 20), rate("probe", -0.2, "neg", 1, 5), rate("probe", 0.1, "pos", 2, 20),
@@ -30,8 +31,11 @@ def _new_format():
 
 
 def test_old_format_says_what_it_cannot_show_and_shows_the_validation():
-    st = json.loads((PRECOMPUTED / "qwen2.5-coder-0.5b" / "steering.json").read_text())
+    st = {"rates": [{"condition": "probe", "layer": "all", "sign": "pos", "n": 15, "successes": 9, "rate": 0.6,
+                     "ci": [0.36, 0.80]}],
+          "success_rule": "old rule", "ci_note": "Wilson", "best_steering_layer": 3, "best_steering_layer_rule": "r"}
     md = rates_table(st, _validation())
+    assert "0.60 [0.36, 0.80] (n = 15)" in md
     assert OLD_FORMAT_NOTE in md and "Judge validation" in md and "empathic call" in md
     v = _validation()["test"]["empathic_call"]
     assert f"{v['precision']:.2f}" in md and f"{v['predicted']} / {v['actual']}" in md
@@ -40,10 +44,11 @@ def test_old_format_says_what_it_cannot_show_and_shows_the_validation():
 def test_new_format_table_has_every_control_at_the_chosen_alpha():
     md = rates_table(_new_format(), None)
     assert OLD_FORMAT_NOTE not in md and "validate-judges" in md
-    assert "0.45 [0.00, 0.90] (9/20)" in md  # probe at +0.2, not at +0.1
+    assert "0.45 [0.00, 0.90] (9/20) ✓" in md  # probe at +0.2, not at +0.1; above the goal of 0.30
     assert "(2/20)" in md.split("seed only")[1].split("\n")[0]
-    assert "matched random direction | 0.05" in md
-    assert "layer 3" in md and "α = ±0.2" in md
+    assert "| matched random, α > 0 | ≤ 0.10 | 0.05 [0.00, 0.10] (1/20) ✓ |" in md
+    assert "| probe CI above matched random CI (α > 0) | yes | no ✗ |" in md  # 0.00 is not above 0.10
+    assert "layer 3, ±0.2" in md and "| 0.93 / 0.97 ✓ |" in md and "seeds (0, 1, 2, 3, 4, 5)" in md
 
 
 def test_dose_chart_marks_incoherent_points():

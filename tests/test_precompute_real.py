@@ -111,6 +111,7 @@ def test_precompute_quick_end_to_end(tmp_path, smol, gemma, fresh_smol_detection
     ev = st["evaluation"]
     assert ev["chosen"]["layer"] == st["best_steering_layer"] and ev["n_baselines"] == 2
     assert {r["seed"] for r in st["generations"]} == {100, 101, 0, 1}
+    assert {r["alpha"] for r in st["generations"]} <= set(st["settings"]["alphas"])  # the sample browser's choices
     assert ev["noise_band"] >= 0 and all(r["ci_method"].startswith("cluster") for r in ev["rates"])
     man = json.loads((root / "manifest.json").read_text())
     assert "smollm2-135m/steering.json" in man["files"]

@@ -144,7 +144,8 @@ def evaluate(handle: ModelHandle, probe: Probe, best_layer: int, s: SweepSetting
     data_sha = probe.meta.get("dataset_sha256")
     write_json(out / "judges.json", {**judges_record, "dataset_sha256": data_sha})
     # the settings as the replay tab reads them: every layer, alpha, seed and scenario that was generated
-    stored = {**settings_dict(s), "layers": list(e.layers), "alphas": list(e.alphas), "scenarios": list(e.scenarios),
+    alphas = sorted({float(a) for a in e.alphas} | {float(a) for a in evaluation["report_alphas"]})
+    stored = {**settings_dict(s), "layers": list(e.layers), "alphas": alphas, "scenarios": list(e.scenarios),
               "seeds": list(e.choose_seeds) + list(e.report_seeds)}
     sc_self = np.array([r.self_probe for r in records], dtype=float)
     sc_other = np.array([r.judges["cross_model"] for r in records], dtype=float)

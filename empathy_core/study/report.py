@@ -15,7 +15,7 @@ from .. import store
 from ..core.models import BUNDLED
 
 AXES = ("sentiment", "politeness", "length", "enthusiasm")
-ABOUT_SLOTS = ("{{detection_results}}", "{{sweep_note}}")
+ABOUT_SLOTS = ("{{detection_results}}", "{{sweep_note}}", "{{steering_results}}")
 
 
 def _fmt(v: float, ci: list[float] | None = None) -> str:
@@ -125,21 +125,94 @@ def sweep_note(root: Path | None = None) -> str:
             "current data when the steering evaluation is redesigned (issue 11).")
 
 
+# ---------------------------------------------------------------------- steering (issue 11's evaluation)
+STEERING_GOALS = {"probe_pos": 0.30, "control_max": 0.10, "coherent_min": 0.90}
+
+
+def _rate(ev: dict, cond: str, sign: str) -> dict | None:
+    a = ev["chosen"]["alpha"]
+    return next((r for r in ev["rates"] if r["condition"] == cond and r["sign"] == sign
+                 and (r["alpha"] == "all" or abs(r["alpha"]) == a)), None)
+
+
+def _rate_cell(r: dict | None, ok: Callable[[dict], bool] | None = None) -> str:
+    if r is None or not r["n"]:
+        return "— (n = 0)"
+    lo, hi = r["ci"]
+    return f"{r['rate']:.2f} [{lo:.2f}, {hi:.2f}] ({r['successes']}/{r['n']})" + (_mark(ok(r)) if ok else "")
+
+
+def steering_goal_rows(ev: dict) -> list[tuple[str, str, str]]:
+    """(measure, goal, cell) rows of one model's evaluation, with ✓/✗ where issue 11 sets a goal."""
+    g = STEERING_GOALS
+    probe, rand, seed = (_rate(ev, c, "pos") for c in ("probe", "matched_random", "seed_only"))
+    sep = (probe is not None and rand is not None and probe["n"] > 0 and rand["n"] > 0
+           and probe["ci"][0] > rand["ci"][1])
+    coh = ev.get("coherent_rate_at_chosen_alpha", {})
+    c_probe, c_rand = coh.get("probe"), coh.get("matched_random")
+    ch = ev["chosen"]
+    fmt = (lambda v: "—" if v is None else f"{v:.2f}")
+    return [
+        ("chosen on the choose-seeds (direction, layer, α)", "",
+         f"{ch['direction']}, layer {ch['layer']}, ±{ch['alpha']:g}" + ("" if ch.get("coherent_enough", True)
+                                                                         else " (no candidate coherent enough)")),
+        ("report baselines (scenario × seed)", "≥ 30", f"{ev['n_baselines']}" + _mark(ev["n_baselines"] >= 30)),
+        ("probe direction, α > 0: success [95% cluster CI]", f"≥ {g['probe_pos']:.2f}",
+         _rate_cell(probe, lambda r: r["rate"] >= g["probe_pos"])),
+        ("matched random, α > 0", f"≤ {g['control_max']:.2f}", _rate_cell(rand, lambda r: r["rate"] <= g["control_max"])),
+        ("seed only (α = 0, next seed), toward empathic", f"≤ {g['control_max']:.2f}",
+         _rate_cell(seed, lambda r: r["rate"] <= g["control_max"])),
+        ("probe CI above matched random CI (α > 0)", "yes", ("yes" if sep else "no") + _mark(sep)),
+        ("probe direction, α < 0", "", _rate_cell(_rate(ev, "probe", "neg"))),
+        ("matched random, α < 0", "", _rate_cell(_rate(ev, "matched_random", "neg"))),
+        ("seed only, toward task", "", _rate_cell(_rate(ev, "seed_only", "neg"))),
+        ("prompting: asked to be empathic", "", _rate_cell(_rate(ev, "prompt_empathic", "pos"))),
+        ("prompting: asked to focus on the task", "", _rate_cell(_rate(ev, "prompt_task", "neg"))),
+        ("coherent at the chosen α: probe / matched random", f"probe ≥ {g['coherent_min']:.2f}",
+         f"{fmt(c_probe)} / {fmt(c_rand)}" + ("" if c_probe is None else _mark(c_probe >= g["coherent_min"]))),
+        ("seed-noise band (|Δ judge| 95th pct.)", "", f"{ev['noise_band']:.2f}")]
+
+
+def steering_results(root: Path | None = None) -> str:
+    """Every bundled model's steering evaluation side by side (models without one are left out); the goals are
+    issue 11's, set for the default model and marked for each."""
+    evs = {}
+    for key in BUNDLED:
+        st = store.load_optional(key, "steering.json", root)
+        if st and "evaluation" in st:
+            evs[key] = st["evaluation"]
+    if not evs:
+        return "No steering evaluation yet (`python -m empathy_core precompute --only steering --model KEY`)."
+    rows = {k: steering_goal_rows(ev) for k, ev in evs.items()}
+    first = next(iter(rows.values()))
+    out = ["| measure | goal | " + " | ".join(evs) + " |", "|---|---|" + "---|" * len(evs)]
+    for i, (name, goal, _) in enumerate(first):
+        out.append(f"| {name} | {goal} | " + " | ".join(rows[k][i][2] for k in evs) + " |")
+    return "\n".join(out)
+
+
 README_MARKERS = ("<!-- detection-results: start (python -m empathy_core results-table --readme README.md) -->",
                   "<!-- detection-results: end -->")
+README_STEERING_MARKERS = ("<!-- steering-results: start (python -m empathy_core results-table --readme README.md) -->",
+                           "<!-- steering-results: end -->")
+
+
+def _between(text: str, markers: tuple[str, str], body: str, path: Path) -> str:
+    start, end = markers
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no {start!r} marker pair.")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}\n{end}{tail}"
 
 
 def update_readme(path: Path, root: Path | None = None) -> None:
-    """Replace the text between the README's detection-results markers with the current tables."""
-    text = Path(path).read_text()
-    start, end = README_MARKERS
-    if start not in text or end not in text:
-        raise ValueError(f"{path} has no detection-results markers.")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    Path(path).write_text(f"{head}{start}\n{detection_results(root)}\n{end}{tail}")
+    """Replace the text between the README's detection-results and steering-results markers with the current tables."""
+    text = _between(Path(path).read_text(), README_MARKERS, detection_results(root), path)
+    Path(path).write_text(_between(text, README_STEERING_MARKERS, steering_results(root), path))
 
 
 def render_about(template: str, root: Path | None = None) -> str:
     """The About text with its result slots filled from the committed files."""
-    return template.replace(ABOUT_SLOTS[0], detection_results(root)).replace(ABOUT_SLOTS[1], sweep_note(root))
+    return (template.replace(ABOUT_SLOTS[0], detection_results(root)).replace(ABOUT_SLOTS[1], sweep_note(root))
+            .replace(ABOUT_SLOTS[2], steering_results(root)))

@@ -216,13 +216,15 @@ class SteerTab:
         self.svc.set_positions(session_id(request), positions)
 
     def on_model(self, key: str, scenario: str, show_sensitive: Any = False) -> tuple:
-        """The steering layer's range and default, and the prompt in the chosen model's style."""
+        """The steering layer's range and default, the model's default α (where its evaluation chose one; otherwise
+        the visitor's α stays), and the prompt in the chosen model's style."""
         i = self.svc.model_info(key)
         text = self._prompt_for(i["is_chat"], scenario, show_sensitive)
+        alpha = gr.update(value=i["default_alpha"]) if "default_alpha" in i else gr.skip()
         if i.get("n_layers") is None:  # not loaded and no results: the range follows once it has loaded
-            return gr.skip(), text
+            return gr.skip(), alpha, text
         return gr.update(maximum=i["n_layers"] - 1, value=i["best_steering_layer"],
-                         label=f"Steering layer (default: {i.get('steering_layer_source', 'the middle layer')})"), text
+                         label=f"Steering layer (default: {i.get('steering_layer_source', 'the middle layer')})"), alpha, text
 
     # ------------------------------------------------------------------ events
     def _wire(self, demo: gr.Blocks) -> None:
@@ -265,7 +267,8 @@ class SteerTab:
         """This tab's step of the model-change chain."""
         return trigger(friendly(self.on_model), inputs_kwargs={"key": self.model, "scenario": self.scenario,
                                                                "show_sensitive": self.show_sensitive},
-                       outputs=[self.layer, self.prompt], api_name=api_name, api_visibility="undocumented", **REPLAY_EVENT)
+                       outputs=[self.layer, self.alpha, self.prompt], api_name=api_name, api_visibility="undocumented",
+                       **REPLAY_EVENT)
 
 
 def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown, info: dict, classroom: bool = False) -> Any:

@@ -8,7 +8,7 @@ import gradio as gr
 
 from ...core.scenarios import scenarios
 from ...errors import UserError
-from ...study.report import sweep_note
+from ...study.report import steering_goal_rows, sweep_note
 from ...study.sweep import Condition
 from ..plots import coherence_figure, dose_response_figure, success_figure
 from ..service import Service, check_int
@@ -23,31 +23,15 @@ OLD_FORMAT_NOTE = ("**This model's committed sweep predates the validated pipeli
                    "then this tab cannot show the probe beside matched random and seed-only controls.")
 
 
-def _cell(r: dict | None) -> str:
-    if r is None or r.get("rate") is None:
-        return "—"
-    return f"{r['rate']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}] ({r['successes']}/{r['n']})"
-
-
 def evaluation_table(st: dict) -> str:
-    """Probe vs matched random vs seed-only vs prompting at the chosen alpha, with cluster intervals."""
+    """Probe vs matched random vs seed-only vs prompting at the chosen alpha, with cluster intervals and the goals
+    (the same rows as the README's and the About tab's table, ``report.steering_goal_rows``)."""
     ev = st["evaluation"]
-    a = ev["chosen"]["alpha"]
-    out = [f"Chosen on the choose-seeds: {ev['chosen']['direction']} direction, layer {ev['chosen']['layer']}, "
-           f"α = ±{a:g}. Reported on {ev['n_baselines']} other (scenario, seed) baselines; noise band "
-           f"{ev['noise_band']:.2f}.", "",
-           "| condition | α > 0: success [95% cluster CI] (successes/eligible) | α < 0 |", "|---|---|---|"]
-    for cond in (Condition.PROBE, Condition.MATCHED_RANDOM, Condition.SEED_ONLY, Condition.PROMPT_EMPATHIC,
-                 Condition.PROMPT_TASK):
-        cells = []
-        for sign in ("pos", "neg"):
-            r = next((r for r in ev["rates"] if r["condition"] == cond and r["sign"] == sign
-                      and (r["alpha"] == "all" or abs(r["alpha"]) == a)), None)
-            cells.append(_cell(r))
-        out.append(f"| {cond.label} | {cells[0]} | {cells[1]} |")
-    coh = ev.get("coherent_rate_at_chosen_alpha", {})
-    out.append(f"\nReplies passing the coherence gates at the chosen α: probe {coh.get('probe')}, matched random "
-               f"{coh.get('matched_random')}. Success: {ev['success_rule']}.")
+    out = [f"Chosen on the choose-seeds {tuple(ev['settings']['choose_seeds'])}, reported on "
+           f"{ev['n_baselines']} other (scenario, seed) baselines (seeds {tuple(ev['settings']['report_seeds'])}).", "",
+           "| measure | goal (set for the default model) | this model |", "|---|---|---|"]
+    out += [f"| {name} | {goal} | {cell} |" for name, goal, cell in steering_goal_rows(ev)]
+    out.append(f"\nSuccess: {ev['success_rule']}. Intervals: cluster bootstrap over (scenario, seed) baselines.")
     return "\n".join(out)
 
 
