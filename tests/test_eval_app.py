@@ -72,3 +72,18 @@ def test_gates_line_words():
          "reference_model": "smollm2-135m"}
     line = gates_line(g)
     assert "coherent **no**" in line and "not loaded" in line and "echo or meta **yes**" in line
+
+
+def test_validation_table_shows_what_the_labels_say_for_this_model():
+    from empathy_core.app.ui.steering_tab import validation_table
+
+    v = _validation()
+    v = {**v, "label_rates": [
+        {"model": "m1", "batch": "batch3", "condition": "prompt_empathic", "alpha": "alpha = 0", "n": 21,
+         "counts": {"empathic_choice": 1, "task_choice": 20}, "empathic_share": 1 / 21, "empathic_ci": [0.01, 0.23],
+         "task_share": 20 / 21},
+        {"model": "m2", "batch": "batch1", "condition": "probe", "alpha": "alpha > 0", "n": 5,
+         "counts": {"incoherent": 5}, "empathic_share": 0.0, "empathic_ci": [0.0, 0.43], "task_share": 0.0}]}
+    md = validation_table(v, "m1")
+    assert "| batch3 | prompt empathic |  = 0 | 21 | 0.05 [0.01, 0.23] | 0.95 | empathic choice 1, task choice 20 |" in md
+    assert "incoherent 5" not in md and "incoherent 5" in validation_table(v)

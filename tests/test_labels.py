@@ -13,7 +13,7 @@ def items():
 
 
 def test_every_item_has_a_known_final_label_from_the_rule(items):
-    assert len(items) == 330 and len({x.id for x in items}) == 330
+    assert len(items) == 440 and len({x.id for x in items}) == 440
     for x in items:
         assert x.label in labels.LABEL_NAMES
         if x.label_a == x.label_b:
@@ -41,7 +41,8 @@ def test_kappa_per_batch_as_reported(items):
     s = labels.summary(items)
     assert round(s["batches"]["batch1"]["kappa"], 3) == 0.879
     assert round(s["batches"]["batch2"]["kappa"], 3) == 0.873
-    assert Counter(x.batch for x in items) == {"batch1": 220, "batch2": 110}
+    assert round(s["batches"]["batch3"]["kappa"], 3) == 0.878
+    assert Counter(x.batch for x in items) == {"batch1": 220, "batch2": 110, "batch3": 110}
 
 
 def test_cohens_kappa_reference_values():
@@ -50,3 +51,13 @@ def test_cohens_kappa_reference_values():
     assert labels.cohens_kappa(list("abab"), list("aabb")) == pytest.approx(0.0)
     with pytest.raises(ValueError):
         labels.cohens_kappa([], [])
+
+
+def test_label_rates_count_every_item_once_by_condition(items):
+    rates = labels.label_rates(items)
+    assert sum(r["n"] for r in rates) == len(items)
+    for r in rates:
+        assert sum(r["counts"].values()) == r["n"] and r["empathic_ci"][0] - 1e-9 <= r["empathic_share"] <= r["empathic_ci"][1] + 1e-9
+    b3 = [r for r in rates if r["batch"] == "batch3" and r["condition"] == "probe" and r["alpha"] == "alpha > 0"]
+    mine = [x for x in items if x.batch == "batch3" and x.condition == "probe" and x.alpha > 0]
+    assert b3[0]["n"] == len(mine) and b3[0]["counts"].get("empathic_choice", 0) == sum(x.label == "empathic_choice" for x in mine)

@@ -125,6 +125,26 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def label_rates(items: Sequence[LabelledReply]) -> list[dict]:
+    """What the blind labels say about the generations themselves, with no pipeline in between: per (model, batch,
+    condition, sign of alpha), the count of each final label and the share of empathic choices (Wilson 95% CI).
+    A batch is a sample drawn by its own design (see the README), so shares are comparable within a batch only."""
+    from .metrics import wilson_ci
+
+    groups: dict[tuple[str, str, str, str], list[str]] = defaultdict(list)
+    for x in items:
+        sign = "alpha > 0" if x.alpha > 0 else "alpha < 0" if x.alpha < 0 else "alpha = 0"
+        groups[(x.model, x.batch, x.condition, sign)].append(x.label)
+    out = []
+    for (model, batch, cond, sign), labs in sorted(groups.items()):
+        k, n = labs.count("empathic_choice"), len(labs)
+        lo, hi = wilson_ci(k, n)
+        out.append({"model": model, "batch": batch, "condition": cond, "alpha": sign, "n": n,
+                    "counts": dict(sorted(Counter(labs).items())), "empathic_share": k / n, "empathic_ci": [lo, hi],
+                    "task_share": labs.count("task_choice") / n})
+    return out
+
+
 def _batch_rows(staging: Path, batch: str) -> list[dict]:
     """One batch's blind items joined with its key and its A, B and C labels (C only for disagreements)."""
     items = _read_jsonl(staging / f"{batch}_blind.jsonl")

@@ -223,11 +223,12 @@ def run(out: Path | None = None, load: Callable[[str], Any] | None = None) -> di
     """Score the labels, fit on train, validate on test, write ``judge_validation.json``; returns the report."""
     from .. import store
     from .dataset import file_sha256
-    from .labels import LABELS_PATH
+    from .labels import LABELS_PATH, label_rates
     from .precompute import write_manifest
 
     rows = compute_rows(load_labels(), load=load)
     report = {"schema": "empathy-judge-validation/1",
+              "label_rates": label_rates(load_labels()),
               "labels": {"file": "empathy_core/data/labels/generations.jsonl", "sha256": file_sha256(LABELS_PATH)},
               "reference_models": gates.REFERENCE_MODEL,
               "empathy_judge": "embedding: all-MiniLM-L6-v2 + logistic regression on the contrastive pairs' train split "

@@ -35,8 +35,9 @@ def evaluation_table(st: dict) -> str:
     return "\n".join(out)
 
 
-def validation_table(v: dict | None) -> str:
-    """Precision and recall of each gate and call on the held-out blind labels."""
+def validation_table(v: dict | None, key: str | None = None) -> str:
+    """Precision and recall of each gate and call on the held-out blind labels, then what the labels of ``key``'s
+    generations say by condition (every model's where ``key`` is None)."""
     if not v:
         return "No judge validation yet (`python -m empathy_core validate-judges` writes it)."
     out = [f"**Judge validation** against blind labels of stored generations (held-out part, n = {v['n']['test']}; "
@@ -51,6 +52,14 @@ def validation_table(v: dict | None) -> str:
     g = v["goal"]
     out.append(f"\nGoal: {g['rule']}: {'met' if g['met'] else 'not met'} (precision {g['precision']}). The labels were "
                "made by language-model labelling helpers working blind.")
+    rates = [r for r in v.get("label_rates", []) if key is None or r["model"] == key]
+    if rates:
+        out += ["", f"**What the blind labels say** about {key or 'the'} generations themselves (no pipeline; each batch "
+                "is its own sample, see the labels' README):", "",
+                "| batch | condition | α | n | empathic choice [95% Wilson CI] | task choice | labels |", "|---|---|---|---|---|---|---|"]
+        out += [f"| {r['batch']} | {r['condition'].replace('_', ' ')} | {r['alpha'].replace('alpha', '')} | {r['n']} | "
+                f"{r['empathic_share']:.2f} [{r['empathic_ci'][0]:.2f}, {r['empathic_ci'][1]:.2f}] | {r['task_share']:.2f} | "
+                + ", ".join(f"{k.replace('_', ' ')} {c}" for k, c in r["counts"].items()) + " |" for r in rates]
     return "\n".join(out)
 
 
@@ -71,7 +80,7 @@ def rates_table(st: dict, validation: dict | None = None) -> str:
         out.append(f"\nOld success rule: {st['success_rule']}. {st['ci_note']}. Best steering layer "
                    f"{st['best_steering_layer']}: {st['best_steering_layer_rule']}.")
         head = "\n".join(out)
-    return head + "\n\n" + validation_table(validation)
+    return head + "\n\n" + validation_table(validation, st.get("model_key"))
 
 
 def sample_rows(st: dict, scenario: Any, layer: Any, alpha: Any, seed: Any, condition: Any) -> list[list]:
