@@ -133,6 +133,10 @@ def test_switching_models_updates_controls_and_replays(client):
     ev = st["evaluation"]["chosen"]
     assert f"layer {st['best_steering_layer']}, ±{ev['alpha']:g}" in out[3] and "matched random" in out[3]
     assert {str(-ev["alpha"]), str(float(ev["alpha"]))} <= {c[1] for c in out[9]["choices"]}  # the browser offers the reported α
+    # the Steer tab follows: the layer and α its evaluation chose on the choose-seeds
+    layer_u, alpha_u, _ = client.predict("gemma3-270m", "maze", False, api_name="/steer_layout")
+    assert layer_u["value"] == st["best_steering_layer"] and alpha_u["value"] == ev["alpha"]
+    assert "chosen on the sweep's choose-seeds" in layer_u["label"]
     assert "layer 6" in json.dumps(out[7]) or out[7] == st["best_steering_layer"]
     assert all(r[1] in st["settings"]["layers"] for r in out[11]["data"])
     plot, summary, _, _ = client.predict("gemma3-270m", False, api_name="/layers_chart_on_model")
