@@ -135,19 +135,25 @@ def _rate(ev: dict, cond: str, sign: str) -> dict | None:
                  and (r["alpha"] == "all" or abs(r["alpha"]) == a)), None)
 
 
+MIN_ELIGIBLE = 10  # fewer eligible baselines than this and a rate is shown, but not held against its goal
+
+
 def _rate_cell(r: dict | None, ok: Callable[[dict], bool] | None = None) -> str:
     if r is None or not r["n"]:
         return "— (n = 0)"
     lo, hi = r["ci"]
-    return f"{r['rate']:.2f} [{lo:.2f}, {hi:.2f}] ({r['successes']}/{r['n']})" + (_mark(ok(r)) if ok else "")
+    cell = f"{r['rate']:.2f} [{lo:.2f}, {hi:.2f}] ({r['successes']}/{r['n']})"
+    if ok is None:
+        return cell
+    return cell + (_mark(ok(r)) if r["n"] >= MIN_ELIGIBLE else f" (n < {MIN_ELIGIBLE}: not judged)")
 
 
 def steering_goal_rows(ev: dict) -> list[tuple[str, str, str]]:
     """(measure, goal, cell) rows of one model's evaluation, with ✓/✗ where issue 11 sets a goal."""
     g = STEERING_GOALS
     probe, rand, seed = (_rate(ev, c, "pos") for c in ("probe", "matched_random", "seed_only"))
-    sep = (probe is not None and rand is not None and probe["n"] > 0 and rand["n"] > 0
-           and probe["ci"][0] > rand["ci"][1])
+    enough = probe is not None and rand is not None and min(probe["n"], rand["n"]) >= MIN_ELIGIBLE
+    sep = enough and probe is not None and rand is not None and probe["ci"][0] > rand["ci"][1]
     coh = ev.get("coherent_rate_at_chosen_alpha", {})
     c_probe, c_rand = coh.get("probe"), coh.get("matched_random")
     ch = ev["chosen"]
@@ -162,7 +168,8 @@ def steering_goal_rows(ev: dict) -> list[tuple[str, str, str]]:
         ("matched random, α > 0", f"≤ {g['control_max']:.2f}", _rate_cell(rand, lambda r: r["rate"] <= g["control_max"])),
         ("seed only (α = 0, next seed), toward empathic", f"≤ {g['control_max']:.2f}",
          _rate_cell(seed, lambda r: r["rate"] <= g["control_max"])),
-        ("probe CI above matched random CI (α > 0)", "yes", ("yes" if sep else "no") + _mark(sep)),
+        ("probe CI above matched random CI (α > 0)", "yes",
+         (("yes" if sep else "no") + _mark(sep)) if enough else f"(n < {MIN_ELIGIBLE}: not judged)"),
         ("probe direction, α < 0", "", _rate_cell(_rate(ev, "probe", "neg"))),
         ("matched random, α < 0", "", _rate_cell(_rate(ev, "matched_random", "neg"))),
         ("seed only, toward task", "", _rate_cell(_rate(ev, "seed_only", "neg"))),
@@ -170,7 +177,7 @@ def steering_goal_rows(ev: dict) -> list[tuple[str, str, str]]:
         ("prompting: asked to focus on the task", "", _rate_cell(_rate(ev, "prompt_task", "neg"))),
         ("coherent at the chosen α: probe / matched random", f"probe ≥ {g['coherent_min']:.2f}",
          f"{fmt(c_probe)} / {fmt(c_rand)}" + ("" if c_probe is None else _mark(c_probe >= g["coherent_min"]))),
-        ("seed-noise band (|Δ judge| 95th pct.)", "", f"{ev['noise_band']:.2f}")]
+        ("seed-noise band (95th pct. of the judge's move between two seeds)", "", f"{ev['noise_band']:.2f}")]
 
 
 def steering_results(root: Path | None = None) -> str:
