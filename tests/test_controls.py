@@ -152,3 +152,10 @@ def test_evaluation_resumes_from_its_judged_cells(tiny, tmp_path, monkeypatch):
     assert len(redecided) == len(recs) - 5  # every stored record is re-decided under the current validation
     assert [r.to_dict() for r in recs2] == [r.to_dict() for r in recs]
     assert second == first
+
+
+def test_cluster_interval_never_collapses_at_zero_successes():
+    """0 of 8: resampling cannot vary the rate, so the interval is Wilson's, not [0, 0]."""
+    r = controls.cluster_bootstrap_rate([False] * 8, list(range(8)))
+    assert r.rate == 0.0 and r.ci is not None and r.ci[0] == 0.0
+    assert r.ci[1] == pytest.approx(metrics.wilson_ci(0, 8)[1]) and r.ci[1] > 0.3

@@ -128,7 +128,9 @@ def test_about_and_readme_show_the_committed_steering_table():
     """The steering table is rendered from every model's steering.json; a changed file changes it."""
     table = report.steering_results()
     about = report.render_about((ROOT / "assets" / "about.md").read_text())
-    assert table in about and table in (ROOT / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert table in about and table in readme
+    assert report.validation_table(store.load_shared("judge_validation.json")) in readme
     for key in BUNDLED:
         ev = store.load_optional(key, "steering.json")["evaluation"]
         probe = next(r for r in ev["rates"] if r["condition"] == "probe" and r["sign"] == "pos")

@@ -75,7 +75,7 @@ def test_gates_line_words():
 
 
 def test_validation_table_shows_what_the_labels_say_for_this_model():
-    from empathy_core.app.ui.steering_tab import validation_table
+    from empathy_core.study.report import validation_table
 
     v = _validation()
     v = {**v, "label_rates": [

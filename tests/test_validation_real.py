@@ -29,6 +29,9 @@ def test_recomputes_committed_judge_validation(smol, gemma, embedding_judge):
         if "true_positives" in want:
             # a score within float noise of a cut-off may flip one reply
             assert abs(got["predicted"] - want["predicted"]) <= 1 and abs(got["true_positives"] - want["true_positives"]) <= 1, stage
-    assert fresh["n"] == committed["n"] == {"train": 165, "test": 165}
+    assert fresh["n"] == committed["n"] == {"train": 220, "test": 220}
+    from empathy_core.study.labels import label_rates
+
+    assert committed["label_rates"] == json.loads(json.dumps(label_rates(load_labels())))
     assert committed["goal"]["precision"] == fresh["goal"]["precision"] or abs(
         fresh["test"]["empathic_call"]["predicted"] - committed["test"]["empathic_call"]["predicted"]) <= 1

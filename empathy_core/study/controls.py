@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .metrics import wilson_ci
+
 
 def split_seeds(n_choose: int, n_report: int, choose_start: int = 100, report_start: int = 0) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Seeds that choose the layer, alpha range and direction, and disjoint seeds that report."""
@@ -66,12 +68,14 @@ class Rate:
 
     def to_dict(self) -> dict:
         return {"successes": self.successes, "n": self.eligible, "clusters": self.clusters, "rate": self.rate,
-                "ci": list(self.ci) if self.ci else None, "ci_method": "cluster bootstrap over (scenario, seed) baselines"}
+                "ci": list(self.ci) if self.ci else None,
+                "ci_method": "cluster bootstrap over (scenario, seed) baselines, widened to at least the Wilson interval"}
 
 
 def cluster_bootstrap_rate(success: Sequence[bool], clusters: Sequence[Hashable], n_boot: int = 2000,
                            seed: int = 0) -> Rate:
-    """sum(success) / n with a percentile 95% interval from resampling whole clusters with replacement."""
+    """sum(success) / n with a percentile 95% interval from resampling whole clusters with replacement, widened
+    where needed to contain the Wilson interval (which matters at 0 or n successes, where resampling cannot vary)."""
     s = np.asarray(success, dtype=float)
     if s.size != len(clusters):
         raise ValueError("one cluster per row")
@@ -86,7 +90,10 @@ def cluster_bootstrap_rate(success: Sequence[bool], clusters: Sequence[Hashable]
     draw = rng.integers(0, k, size=(n_boot, k))
     rates = per_succ[draw].sum(1) / per_n[draw].sum(1)
     lo, hi = np.percentile(rates, [2.5, 97.5])
-    return Rate(int(s.sum()), int(s.size), k, float(s.mean()), (float(lo), float(hi)))
+    # Where every row fails (or every row succeeds) resampling cannot vary the rate and the percentile interval
+    # collapses to a point; the Wilson interval still says how little n rows show. Take the wider of the two.
+    w_lo, w_hi = wilson_ci(int(s.sum()), int(s.size))
+    return Rate(int(s.sum()), int(s.size), k, float(s.mean()), (float(min(lo, w_lo)), float(max(hi, w_hi))))
 
 
 def success(sign: int, steered_call: tuple[bool, bool], base_call: tuple[bool, bool], steered_judge: float,

@@ -135,7 +135,7 @@ def _rate(ev: dict, cond: str, sign: str) -> dict | None:
                  and (r["alpha"] == "all" or abs(r["alpha"]) == a)), None)
 
 
-MIN_ELIGIBLE = 10  # fewer eligible baselines than this and a rate is shown, but not held against its goal
+MIN_ELIGIBLE = 10  # fewer eligible baselines than this and a verdict carries a warning
 
 
 def _rate_cell(r: dict | None, ok: Callable[[dict], bool] | None = None) -> str:
@@ -145,7 +145,7 @@ def _rate_cell(r: dict | None, ok: Callable[[dict], bool] | None = None) -> str:
     cell = f"{r['rate']:.2f} [{lo:.2f}, {hi:.2f}] ({r['successes']}/{r['n']})"
     if ok is None:
         return cell
-    return cell + (_mark(ok(r)) if r["n"] >= MIN_ELIGIBLE else f" (n < {MIN_ELIGIBLE}: not judged)")
+    return cell + _mark(ok(r)) + ("" if r["n"] >= MIN_ELIGIBLE else f" (only {r['n']} eligible: a weak verdict)")
 
 
 def steering_goal_rows(ev: dict) -> list[tuple[str, str, str]]:
@@ -153,7 +153,7 @@ def steering_goal_rows(ev: dict) -> list[tuple[str, str, str]]:
     g = STEERING_GOALS
     probe, rand, seed = (_rate(ev, c, "pos") for c in ("probe", "matched_random", "seed_only"))
     enough = probe is not None and rand is not None and min(probe["n"], rand["n"]) >= MIN_ELIGIBLE
-    sep = enough and probe is not None and rand is not None and probe["ci"][0] > rand["ci"][1]
+    sep = bool(probe and rand and probe["n"] and rand["n"] and probe["ci"][0] > rand["ci"][1])
     coh = ev.get("coherent_rate_at_chosen_alpha", {})
     c_probe, c_rand = coh.get("probe"), coh.get("matched_random")
     ch = ev["chosen"]
@@ -169,7 +169,7 @@ def steering_goal_rows(ev: dict) -> list[tuple[str, str, str]]:
         ("seed only (α = 0, next seed), toward empathic", f"≤ {g['control_max']:.2f}",
          _rate_cell(seed, lambda r: r["rate"] <= g["control_max"])),
         ("probe CI above matched random CI (α > 0)", "yes",
-         (("yes" if sep else "no") + _mark(sep)) if enough else f"(n < {MIN_ELIGIBLE}: not judged)"),
+         ("yes" if sep else "no") + _mark(sep) + ("" if enough else f" (fewer than {MIN_ELIGIBLE} eligible)")),
         ("probe direction, α < 0", "", _rate_cell(_rate(ev, "probe", "neg"))),
         ("matched random, α < 0", "", _rate_cell(_rate(ev, "matched_random", "neg"))),
         ("seed only, toward task", "", _rate_cell(_rate(ev, "seed_only", "neg"))),
@@ -198,6 +198,34 @@ def steering_results(root: Path | None = None) -> str:
     return "\n".join(out)
 
 
+def validation_table(v: dict | None, key: str | None = None) -> str:
+    """Precision and recall of each gate and call on the held-out blind labels, then what the labels of ``key``'s
+    generations say by condition (every model's where ``key`` is None)."""
+    if not v:
+        return "No judge validation yet (`python -m empathy_core validate-judges` writes it)."
+    out = [f"**Judge validation** against blind labels of stored generations (held-out part, n = {v['n']['test']}; "
+           f"thresholds fitted on the train part, n = {v['n']['train']}):", "",
+           "| stage | flags | precision | recall | flagged / actual |", "|---|---|---|---|---|"]
+    for name, r in v["test"].items():
+        if not isinstance(r, dict) or "precision" not in r:
+            continue
+        p = "—" if r["precision"] is None else f"{r['precision']:.2f}"
+        rc = "—" if r["recall"] is None else f"{r['recall']:.2f}"
+        out.append(f"| {name.replace('_', ' ')} | {r['flags']} | {p} | {rc} | {r['predicted']} / {r['actual']} |")
+    g = v["goal"]
+    out.append(f"\nGoal: {g['rule']}: {'met' if g['met'] else 'not met'} (precision {g['precision']}). The labels were "
+               "made by language-model labelling helpers working blind.")
+    rates = [r for r in v.get("label_rates", []) if key is None or r["model"] == key]
+    if rates:
+        out += ["", f"**What the blind labels say** about {key or 'the'} generations themselves (no pipeline; each batch "
+                "is its own sample, see the labels' README):", "",
+                "| batch | condition | α | n | empathic choice [95% Wilson CI] | task choice | labels |", "|---|---|---|---|---|---|---|"]
+        out += [f"| {r['batch']} | {r['condition'].replace('_', ' ')} | {r['alpha'].replace('alpha', '')} | {r['n']} | "
+                f"{r['empathic_share']:.2f} [{r['empathic_ci'][0]:.2f}, {r['empathic_ci'][1]:.2f}] | {r['task_share']:.2f} | "
+                + ", ".join(f"{k.replace('_', ' ')} {c}" for k, c in r["counts"].items()) + " |" for r in rates]
+    return "\n".join(out)
+
+
 README_MARKERS = ("<!-- detection-results: start (python -m empathy_core results-table --readme README.md) -->",
                   "<!-- detection-results: end -->")
 README_STEERING_MARKERS = ("<!-- steering-results: start (python -m empathy_core results-table --readme README.md) -->",
@@ -214,9 +242,11 @@ def _between(text: str, markers: tuple[str, str], body: str, path: Path) -> str:
 
 
 def update_readme(path: Path, root: Path | None = None) -> None:
-    """Replace the text between the README's detection-results and steering-results markers with the current tables."""
+    """Replace the text between the README's detection-results and steering-results markers with the current tables
+    (the steering table, then the judge validation with what the labels say for every model)."""
     text = _between(Path(path).read_text(), README_MARKERS, detection_results(root), path)
-    Path(path).write_text(_between(text, README_STEERING_MARKERS, steering_results(root), path))
+    body = steering_results(root) + "\n\n" + validation_table(store.load_shared("judge_validation.json", root))
+    Path(path).write_text(_between(text, README_STEERING_MARKERS, body, path))
 
 
 def render_about(template: str, root: Path | None = None) -> str:

@@ -8,7 +8,7 @@ import gradio as gr
 
 from ...core.scenarios import scenarios
 from ...errors import UserError
-from ...study.report import steering_goal_rows, sweep_note
+from ...study.report import steering_goal_rows, sweep_note, validation_table
 from ...study.sweep import Condition
 from ..plots import coherence_figure, dose_response_figure, success_figure
 from ..service import Service, check_int
@@ -32,34 +32,6 @@ def evaluation_table(st: dict) -> str:
            "| measure | goal (set for the default model) | this model |", "|---|---|---|"]
     out += [f"| {name} | {goal} | {cell} |" for name, goal, cell in steering_goal_rows(ev)]
     out.append(f"\nSuccess: {ev['success_rule']}. Intervals: cluster bootstrap over (scenario, seed) baselines.")
-    return "\n".join(out)
-
-
-def validation_table(v: dict | None, key: str | None = None) -> str:
-    """Precision and recall of each gate and call on the held-out blind labels, then what the labels of ``key``'s
-    generations say by condition (every model's where ``key`` is None)."""
-    if not v:
-        return "No judge validation yet (`python -m empathy_core validate-judges` writes it)."
-    out = [f"**Judge validation** against blind labels of stored generations (held-out part, n = {v['n']['test']}; "
-           f"thresholds fitted on the train part, n = {v['n']['train']}):", "",
-           "| stage | flags | precision | recall | flagged / actual |", "|---|---|---|---|---|"]
-    for name, r in v["test"].items():
-        if not isinstance(r, dict) or "precision" not in r:
-            continue
-        p = "—" if r["precision"] is None else f"{r['precision']:.2f}"
-        rc = "—" if r["recall"] is None else f"{r['recall']:.2f}"
-        out.append(f"| {name.replace('_', ' ')} | {r['flags']} | {p} | {rc} | {r['predicted']} / {r['actual']} |")
-    g = v["goal"]
-    out.append(f"\nGoal: {g['rule']}: {'met' if g['met'] else 'not met'} (precision {g['precision']}). The labels were "
-               "made by language-model labelling helpers working blind.")
-    rates = [r for r in v.get("label_rates", []) if key is None or r["model"] == key]
-    if rates:
-        out += ["", f"**What the blind labels say** about {key or 'the'} generations themselves (no pipeline; each batch "
-                "is its own sample, see the labels' README):", "",
-                "| batch | condition | α | n | empathic choice [95% Wilson CI] | task choice | labels |", "|---|---|---|---|---|---|---|"]
-        out += [f"| {r['batch']} | {r['condition'].replace('_', ' ')} | {r['alpha'].replace('alpha', '')} | {r['n']} | "
-                f"{r['empathic_share']:.2f} [{r['empathic_ci'][0]:.2f}, {r['empathic_ci'][1]:.2f}] | {r['task_share']:.2f} | "
-                + ", ".join(f"{k.replace('_', ' ')} {c}" for k, c in r["counts"].items()) + " |" for r in rates]
     return "\n".join(out)
 
 
