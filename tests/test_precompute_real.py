@@ -59,8 +59,9 @@ def test_reproduces_committed_steering_cell(smol, gemma):
         common = next((i for i, (x, y) in enumerate(zip(r.text, want["text"])) if x != y), min(len(r.text), len(want["text"])))
         assert common >= 0.5 * len(want["text"]), (r.text, want["text"])
         # the judges replay on the committed text itself, whether or not the fresh text matches it
-        assert float(cross.score([want["text"]])[0]) == pytest.approx(want["judges"]["cross_model"], abs=TOL)
-        assert float(own.score([want["text"]])[0]) == pytest.approx(want["self_probe"], abs=TOL)
+        # (a whitened probe's scores run to thousands, so float32 batch noise is relative: rel 1e-5)
+        assert float(cross.score([want["text"]])[0]) == pytest.approx(want["judges"]["cross_model"], rel=1e-5, abs=TOL)
+        assert float(own.score([want["text"]])[0]) == pytest.approx(want["self_probe"], rel=1e-5, abs=TOL)
         feats = gates.text_features(want["text"], scen)
         assert {k: round(v, 4) for k, v in feats.items()} == {k: want["gates"]["scores"][k] for k in feats}
 
