@@ -92,7 +92,8 @@ def test_steer_streams_and_equals_one_batched_library_call(client, app_server):
     assert "Probe score" in base_info and "Judge" in steer_info
     h = svc.handle(KEY)
     probe = svc.probe(KEY)
-    ref = side_by_side(h, GenerationRequest(svc.render(h, "listener", PROMPT), (0.0, 0.25), 19, probe.directions,
+    ref = side_by_side(h, GenerationRequest(svc.render(h, "listener", PROMPT), (0.0, 0.25), 19,
+                                            svc.steering_directions(KEY, probe),
                                             mean_norms=probe.mean_norms, max_new_tokens=24, **generation_defaults(KEY)))
     assert [base, steered] == [r.text for r in ref.rows]
     saved = json.loads(Path(result_file).read_text())
@@ -137,8 +138,8 @@ def test_switching_models_updates_controls_and_replays(client):
     layer_u, alpha_u, _ = client.predict("gemma3-270m", "maze", False, api_name="/steer_layout")
     assert layer_u["value"] == st["best_steering_layer"] and alpha_u["value"] == ev["alpha"]
     assert "chosen on the sweep's choose-seeds" in layer_u["label"]
-    assert "layer 6" in json.dumps(out[7]) or out[7] == st["best_steering_layer"]
-    assert all(r[1] in st["settings"]["layers"] for r in out[11]["data"])
+    assert out[7]["value"] == st["best_steering_layer"]
+    assert all(r[1] in st["settings"]["layers"] or r[4].startswith("prompt_") for r in out[11]["data"])
     plot, summary, _, _ = client.predict("gemma3-270m", False, api_name="/layers_chart_on_model")
     assert f"best layer {det['best_layer']} of 18" in summary
     # A study model that cannot load here: the replays clear with a note instead of an error pop-up.
@@ -257,11 +258,12 @@ def test_steering_charts_and_sample_browser(client):
     cells = [d for d in st["dose_response"] if d["condition"] == "probe" and d["layer"] == 10 and d["scenario"] == "maze"]
     assert probe_trace["y"] == pytest.approx([d["ensemble_mean"] for d in sorted(cells, key=lambda d: d["alpha"])])
     assert len(plot_data(success)) == 2 and plot_data(coh)
-    assert "Wilson" in rates
+    assert "cluster bootstrap" in rates and "matched random" in rates
     rows = client.predict(KEY, "maze", "10", "0.3", "all", "probe", api_name="/samples")["data"]
     expect = [g for g in st["generations"] if g["scenario"] == "maze" and g["layer"] == 10 and g["alpha"] == 0.3
               and g["condition"] == "probe"]
-    assert len(rows) == len(expect) == len(st["settings"]["seeds"])
+    # layer 10 at alpha 0.3 is a choose-phase cell: both directions on both choose-seeds
+    assert len(rows) == len(expect) == 2 * len(st["evaluation"]["settings"]["choose_seeds"])
     assert sorted(r[7] for r in rows) == sorted(g["text"] for g in expect)
 
 
@@ -298,9 +300,13 @@ def test_uploaded_direction_steers_and_scores(client, tmp_path):
     raw = np.array(plot_data(mine[1])[0]["y"])  # an upload has no thresholds: raw projections
     np.testing.assert_allclose(raw - probe.thresholds.numpy(), plot_data(ours[1])[0]["y"], rtol=1e-4, atol=1e-3)
     assert "no calibration" in mine[0]
-    # the Steer tab pushes along the steering direction (the study's mean difference until a sweep chooses otherwise)
+    # the Steer tab pushes along the steering direction its evaluation's choose-seeds chose
+    chosen = json.loads((Path(__file__).resolve().parent.parent / "precomputed" / KEY / "steering.json").read_text())[
+        "evaluation"]["chosen"]["direction"]
+    full = load_probe(KEY)
     steer_path = tmp_path / "steer.safetensors"
-    save_file({"directions": load_probe(KEY).directions.clone()}, str(steer_path))
+    save_file({"directions": (full.detection.directions if chosen == "detection" else full.directions).clone()},
+              str(steer_path))
     up = client.predict(*steer_args(alpha=0.2, n=10, upload=handle_file(str(steer_path))), api_name="/steer")
     assert up[:2] == client.predict(*steer_args(alpha=0.2, n=10), api_name="/steer")[:2]
 
