@@ -2,7 +2,7 @@
 
 import json
 
-from empathy_core.app.plots import dose_response_figure, live_dose_figure, success_figure
+from empathy_core.app.plots import coherence_figure, dose_response_figure, live_dose_figure, success_figure
 from empathy_core.app.ui.steer_tab import gates_line
 from empathy_core.app.ui.steering_tab import OLD_FORMAT_NOTE, rates_table
 from empathy_core.store import PRECOMPUTED
@@ -61,6 +61,18 @@ def test_dose_chart_marks_incoherent_points():
     live = live_dose_figure([-0.3, 0.0, 0.3], [1.0, 2.0, 3.0], [None] * 3, 3, incoherent=[False, False, True])
     marked = [t for t in live.data if "coherence gates" in (t.name or "")]
     assert len(marked) == 1 and list(marked[0].x) == [0.3]
+
+
+def test_coherence_chart_follows_the_gates_not_the_old_check():
+    fig = coherence_figure(_new_format())
+    coherent = next(t for t in fig.data if t.name == "layer 3: coherent")
+    assert list(coherent.y) == [0.9, 0.9, 0.2]  # gate_coherent_rate, not the old coherent_rate of 1.0
+    assert "gates" in fig.layout.title.text
+    old = _new_format()
+    for d in old["dose_response"]:
+        del d["gate_coherent_rate"]
+    fig = coherence_figure(old)
+    assert [list(t.y) for t in fig.data] == [[1.0, 1.0, 1.0]] and "old perplexity check" in fig.layout.title.text
 
 
 def test_success_chart_names_its_interval():

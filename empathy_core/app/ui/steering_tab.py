@@ -70,7 +70,12 @@ def sample_rows(st: dict, scenario: Any, layer: Any, alpha: Any, seed: Any, cond
                 and (condition in (None, ALL) or g["condition"] == condition))
 
     return [[g["scenario"], g["layer"], g["alpha"], g["seed"], g["condition"], round(g["judges"]["ensemble"], 2),
-             bool(g["coherence"].get("coherent", False)), g["text"]] for g in st["generations"] if keep(g)][:500]
+             _coherent(g), g["text"]] for g in st["generations"] if keep(g)][:500]
+
+
+def _coherent(g: dict) -> bool:
+    """A stored reply's coherence: the validated gates where the file has them, else the old perplexity check."""
+    return bool(g["gates"]["coherent"]) if g.get("gates") else bool(g["coherence"].get("coherent", False))
 
 
 def build(svc: Service, demo: gr.Blocks, model: gr.Dropdown) -> Any:
