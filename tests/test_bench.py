@@ -38,3 +38,15 @@ def test_small_batch_comparison_reports_both_paths_and_restores_the_model(tiny_m
     finally:
         use_stock_linear(h.model)
     assert "small_batch" in PARTS
+
+
+def test_generation_bench_separates_decode_from_the_prompt_pass(tiny_models):
+    from empathy_core.bench import measure_generation
+
+    h = tiny_models["llama"]
+    probe = SimpleNamespace(directions=torch.nn.functional.normalize(torch.randn(h.n_layers, h.hidden_size), dim=1),
+                            mean_norms=torch.ones(h.n_layers))
+    out = measure_generation(h, probe, 1, new_tokens=4, repeats=1)
+    assert out["prompt_tokens"] > 1 and out["prefill_s"] > 0
+    # decode alone leaves out the prompt's pass, so it is at least as fast as end to end (up to timing noise)
+    assert out["plain_decode_tok_s"] > 0 and out["plain_tok_s"] > 0
