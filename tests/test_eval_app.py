@@ -38,7 +38,8 @@ def test_old_format_says_what_it_cannot_show_and_shows_the_validation():
     assert "0.60 [0.36, 0.80] (n = 15)" in md
     assert OLD_FORMAT_NOTE in md and "Judge validation" in md and "empathic call" in md
     v = _validation()["test"]["empathic_call"]
-    assert f"{v['precision']:.2f}" in md and f"{v['predicted']} / {v['actual']}" in md
+    p = "—" if v["precision"] is None else f"{v['precision']:.2f}"
+    assert f"| {p} |" in md and f"{v['predicted']} / {v['actual']}" in md
 
 
 def test_new_format_table_has_every_control_at_the_chosen_alpha():
@@ -65,9 +66,8 @@ def test_dose_chart_marks_incoherent_points():
 
 def test_coherence_chart_follows_the_gates_not_the_old_check():
     fig = coherence_figure(_new_format())
-    coherent = next(t for t in fig.data if t.name == "layer 3: coherent")
-    assert list(coherent.y) == [0.9, 0.9, 0.2]  # gate_coherent_rate, not the old coherent_rate of 1.0
-    assert "gates" in fig.layout.title.text
+    assert [list(t.y) for t in fig.data] == [[0.9, 0.9, 0.2]]  # gate_coherent_rate, not the old coherent_rate of 1.0
+    assert "validated gates" in fig.layout.title.text
     old = _new_format()
     for d in old["dose_response"]:
         del d["gate_coherent_rate"]
@@ -98,4 +98,19 @@ def test_validation_table_shows_what_the_labels_say_for_this_model():
          "counts": {"incoherent": 5}, "empathic_share": 0.0, "empathic_ci": [0.0, 0.43], "task_share": 0.0}]}
     md = validation_table(v, "m1")
     assert "| batch3 | prompt empathic |  = 0 | 21 | 0.05 [0.01, 0.23] | 0.95 | empathic choice 1, task choice 20 |" in md
-    assert "incoherent 5" not in md and "incoherent 5" in validation_table(v)
+    assert "incoherent 5" not in md and "| m2 | batch1 | probe |  > 0 | 5 |" in validation_table(v)
+    assert "| model | batch |" in validation_table(v) and "| model |" not in md
+
+
+def test_validation_table_gives_the_call_by_stratum_and_the_gate_rule():
+    from empathy_core.study.report import validation_table
+
+    call = {"n": 10, "predicted": 4, "actual": 5, "true_positives": 3, "precision": 0.75, "recall": 0.6}
+    none = {"n": 10, "predicted": 0, "actual": 1, "true_positives": 0, "precision": None, "recall": 0.0}
+    v = {**_validation(), "test_by_stratum": {"sweep": {"empathic_call": none}, "told_the_choice": {"empathic_call": call}},
+         "gate_rule": "joint_f1", "gate_rule_cv": {"joint_f1": {"all_gates_pass": call, "task_call": call},
+                                                   "youden": {"all_gates_pass": none, "task_call": none}}}
+    md = validation_table(v)
+    assert "the sweep's own generations: — / 0.00 (0 of 0 predicted, 1 actual)" in md
+    assert "told in the prompt which choice to make: 0.75 / 0.60 (3 of 4 predicted, 5 actual)" in md
+    assert "rule `joint_f1`" in md and "`youden` all gates pass — / 0.00" in md

@@ -60,7 +60,7 @@ def _toy(seed=0):
     rows = []
     for i in range(120):
         split = "train" if i % 2 else "test"
-        kind = ["incoherent", "task_choice", "empathic_choice", "unclear"][i % 4]
+        kind = ["incoherent", "task_choice", "empathic_choice", "unclear"][(i // 2) % 4]  # every kind in both parts
         rep = rng.choice([0.6, 0.8]) if kind == "incoherent" else rng.choice([0.0, 0.1])
         emp = {"empathic_choice": 2.0, "task_choice": -2.0}.get(kind, 0.0) + rng.normal(0, 0.3)
         rows.append(_row(i, kind, split, empathy=emp, rep=rep, topic=rng.uniform(0.35, 0.6)))
@@ -81,6 +81,7 @@ def test_the_test_part_is_never_used_to_fit():
         r, item=dataclasses.replace(r.item, label="task_choice"), empathy=-r.empathy) for r in rows]
     a, b = validation.validate(rows), validation.validate(scrambled)
     assert a["thresholds"] == b["thresholds"] and a["cutoffs"] == b["cutoffs"]
+    assert a["gate_rule_cv"] == b["gate_rule_cv"]
     assert a["test"] != b["test"]
 
 
@@ -97,3 +98,29 @@ def test_best_cut_direction(upper):
     c = validation._best_cut(v, bad, upper=upper)
     flag = v > c if upper else v < c
     assert (flag == bad).all()
+
+
+def test_joint_cuts_find_a_planted_two_feature_gate():
+    # positives are high on x OR low on y; each feature alone catches half of them
+    rng = np.random.default_rng(3)
+    n = 200
+    x, y = rng.uniform(0, 1, n), rng.uniform(0, 1, n)
+    target = (x > 0.9) | (y < 0.1)
+    cut = validation._joint_cuts({"x": (x, True), "y": (y, False)}, np.zeros(n, bool), target)
+    flag = (x > cut["x"]) | (y < cut["y"])
+    assert (flag == target).all()
+    # a column that only adds false flags is left without a cut
+    noise = rng.uniform(0, 1, n)
+    cut = validation._joint_cuts({"x": (x, True), "y": (y, False), "noise": (noise, True)}, np.zeros(n, bool), target)
+    assert cut["noise"] == np.inf
+
+
+def test_gate_rules_are_compared_inside_train_only():
+    rows = [r for r in _toy() if r.item.split == "train"]
+    cv = validation.cross_validate_rules(rows)
+    assert set(cv) == set(validation.GATE_RULES)
+    for rule in cv.values():
+        assert rule["all_gates_pass"]["n"] == len(rows)
+        assert rule["task_call"]["precision"] == 1.0  # the toy separates perfectly
+    with pytest.raises(ValueError, match="unknown gate rule"):
+        validation.fit_thresholds(rows, rule="nope")

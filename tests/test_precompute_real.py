@@ -32,7 +32,8 @@ def test_reproduces_committed_detection_at_two_layers(fresh_smol_detection):
 def test_reproduces_committed_steering_cell(smol, gemma):
     """One report cell of the committed steering evaluation (the chosen direction and layer, the first report seed
     and scenario: the probe rows at every reported alpha and the matched random rows) is generated again, and the
-    committed texts are judged again: the cross-model judge, the steered model's own probe and every gate score."""
+    committed texts are judged again: the cross-model judge, the steered model's own probe, the calls' empathy
+    judgment and every gate score."""
     from empathy_core.study import gates
     from empathy_core.study.sweep_eval import run_eval_cell
 
@@ -52,6 +53,9 @@ def test_reproduces_committed_steering_cell(smol, gemma):
     judges = json.loads((PRECOMPUTED / "smollm2-135m" / "judges.json").read_text())
     cross = ProbeJudge(gemma, store.load_probe("gemma3-270m"), judges["cross_model_judge"]["layer"])
     own = ProbeJudge(smol, probe, st["probe_layer"])
+    from empathy_core.study.judges import LabelJudge
+
+    call_judge = LabelJudge()  # the calls' empathy judgment, fitted on the committed labels' train part
     for r in fresh:
         want = committed[(str(r.condition), r.alpha)]
         # Rows are sampled with a shared seed, so a row does not depend on the rest of its batch;
@@ -62,6 +66,7 @@ def test_reproduces_committed_steering_cell(smol, gemma):
         # (a whitened probe's scores run to thousands, so float32 batch noise is relative: rel 1e-5)
         assert float(cross.score([want["text"]])[0]) == pytest.approx(want["judges"]["cross_model"], rel=1e-5, abs=TOL)
         assert float(own.score([want["text"]])[0]) == pytest.approx(want["self_probe"], rel=1e-5, abs=TOL)
+        assert float(call_judge.score([want["text"]])[0]) == pytest.approx(want["call"]["empathy"], abs=TOL)
         feats = gates.text_features(want["text"], scen)
         assert {k: round(v, 4) for k, v in feats.items()} == {k: want["gates"]["scores"][k] for k in feats}
 

@@ -9,6 +9,7 @@ from empathy_core.study import validation
 from empathy_core.study.labels import LABELS_PATH, load_labels
 
 pytestmark = pytest.mark.real
+TOL_AUROC = 2e-3
 
 
 def test_recomputes_committed_judge_validation(smol, gemma, embedding_judge):
@@ -18,7 +19,7 @@ def test_recomputes_committed_judge_validation(smol, gemma, embedding_judge):
     from empathy_core.study.dataset import file_sha256
 
     assert committed["labels"]["sha256"] == file_sha256(LABELS_PATH)
-    rows = validation.compute_rows(load_labels(), load=real_model, judge=embedding_judge)
+    rows = validation.compute_rows(load_labels(), load=real_model, pairs_judge=embedding_judge)
     fresh = validation.validate(rows)
     for k, v in committed["thresholds"].items():
         assert fresh["thresholds"][k] == pytest.approx(v, rel=1e-3, abs=1e-3), k
@@ -29,7 +30,11 @@ def test_recomputes_committed_judge_validation(smol, gemma, embedding_judge):
         if "true_positives" in want:
             # a score within float noise of a cut-off may flip one reply
             assert abs(got["predicted"] - want["predicted"]) <= 1 and abs(got["true_positives"] - want["true_positives"]) <= 1, stage
-    assert fresh["n"] == committed["n"] == {"train": 220, "test": 220}
+    assert fresh["n"] == committed["n"] == {"train": 275, "test": 275}
+    assert fresh["gate_rule"] == committed["gate_rule"]
+    for part, want in committed["judge_auroc"].items():
+        for name in ("label_judge", "pair_judge"):
+            assert fresh["judge_auroc"][part][name] == pytest.approx(want[name], abs=TOL_AUROC), (part, name)
     from empathy_core.study.labels import label_rates
 
     assert committed["label_rates"] == json.loads(json.dumps(label_rates(load_labels())))

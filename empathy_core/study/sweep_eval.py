@@ -150,15 +150,18 @@ def _set_calls(r: SweepRecord, v: gates.GateVerdicts, emp: float, cut: dict) -> 
               "task": bool(v.passes and emp <= cut["t_task"])}
 
 
-def recall(records: list[SweepRecord], validation_report: dict) -> None:
+def recall(records: list[SweepRecord], validation_report: dict,
+           empathy: Callable[[list[str]], np.ndarray] | None = None) -> None:
     """The gate verdicts and calls again, in place, from each judged record's stored scores, under the report's
-    thresholds and cut-offs: a new judge validation re-decides stored generations without generating again."""
+    thresholds and cut-offs: a new judge validation re-decides stored generations without generating again.
+    With ``empathy`` the stored texts are scored again by that judge first (a new empathy judgment)."""
     t = gates.GateThresholds.from_dict(validation_report["thresholds"])
     cut = validation_report["cutoffs"]
-    for r in records:
+    emp = empathy([r.text for r in records]) if empathy is not None and records else [r.call["empathy"] for r in records]
+    for r, e in zip(records, emp):
         sc = dict(r.gates["scores"])
         ppl, topic = sc.pop("perplexity"), sc.pop("topic_similarity")
-        _set_calls(r, gates.verdicts(sc, float("inf") if ppl is None else ppl, topic, t), float(r.call["empathy"]), cut)
+        _set_calls(r, gates.verdicts(sc, float("inf") if ppl is None else ppl, topic, t), float(e), cut)
 
 
 def _calls(r: SweepRecord) -> tuple[bool, bool]:

@@ -6,9 +6,11 @@ Everything is fitted on the labels' ``train`` part only (thresholds of the gates
 the empathy judgment); the ``test`` part is read once, at the end, to report precision and recall
 (``validate``). ``tests/test_validation_real.py`` recomputes the committed file.
 
-The empathy judgment is the existing MiniLM embedding judge (``judges.EmbeddingJudge``: logistic
-regression on the contrastive pairs' train split); only its two cut-offs are fitted here. The
-*call* on one reply:
+The empathy judgment is the label judge (``judges.LabelJudge``: logistic regression on MiniLM
+embeddings, trained on the label train part's readable choices and the graded set); its two
+cut-offs are fitted here on its out-of-fold train scores. The contrastive-pair judge
+(``judges.EmbeddingJudge``) is scored beside it for comparison (``judge_auroc``). The gate rule is
+chosen inside the train part (``choose_gate_rule``). The *call* on one reply:
 
     empathic call   passes every gate and the judge's score >= ``t_empathic``
     task call       passes every gate and the judge's score <= ``t_task``
@@ -42,20 +44,26 @@ class Row:
     features: dict[str, float]
     perplexity: float
     topic: float
-    empathy: float  # the embedding judge's log-odds of "empathic"
+    empathy: float  # the label judge's log-odds of "empathic" (out of fold for the items it was trained on)
+    empathy_pairs: float = float("nan")  # the contrastive-pair judge's, for comparison
 
 
 def compute_rows(items: Sequence[LabelledReply], load: Callable[[str], Any] | None = None,
-                 embedder: gates.MiniLM | None = None, judge: Any = None) -> list[Row]:
-    """Score every labelled reply: text features, reference perplexity, topic similarity, empathy judge."""
-    from .judges import EmbeddingJudge
+                 embedder: gates.MiniLM | None = None, judge: Any = None, pairs_judge: Any = None) -> list[Row]:
+    """Score every labelled reply: text features, reference perplexity, topic similarity, the empathy judgments.
+
+    ``judge`` (default: ``LabelJudge`` on ``items``) gives the call's empathy score; a train item that the judge
+    was fitted on gets its out-of-fold score. ``pairs_judge`` (default: the contrastive-pair ``EmbeddingJudge``)
+    is scored beside it for comparison."""
+    from .judges import EmbeddingJudge, LabelJudge
 
     if load is None:
         from ..core.models import load_model
 
         load = load_model
     emb = embedder or gates.MiniLM()
-    judge = judge or EmbeddingJudge()
+    judge = judge or LabelJudge(items)
+    pairs_judge = pairs_judge or EmbeddingJudge()
     replies, scens = [x.reply for x in items], [x.scenario for x in items]
     ppl = [float("inf")] * len(items)
     for ref in sorted({gates.reference_model(x.model) for x in items}):
@@ -64,9 +72,11 @@ def compute_rows(items: Sequence[LabelledReply], load: Callable[[str], Any] | No
         for i, p in zip(idx, gates.reference_perplexities(handle, [replies[i] for i in idx], [scens[i] for i in idx])):
             ppl[i] = p
     topic = emb.topic_similarity(replies, scens)
+    oof = judge.out_of_fold() if hasattr(judge, "out_of_fold") else {}
     emp = judge.score(replies)
-    return [Row(x, gates.text_features(x.reply, x.scenario), ppl[i], float(topic[i]), float(emp[i]))
-            for i, x in enumerate(items)]
+    pairs = pairs_judge.score(replies)
+    return [Row(x, gates.text_features(x.reply, x.scenario), ppl[i], float(topic[i]), float(oof.get(x.id, emp[i])),
+                float(pairs[i])) for i, x in enumerate(items)]
 
 
 def _best_cut(values: np.ndarray, bad: np.ndarray, upper: bool = True) -> float:
@@ -84,19 +94,77 @@ def _best_cut(values: np.ndarray, bad: np.ndarray, upper: bool = True) -> float:
     return best
 
 
-def fit_thresholds(train: Sequence[Row]) -> GateThresholds:
-    """Fit every gate's thresholds on train rows only (each gate on the labels it is meant to catch).
+GATE_RULES = ("joint_f1", "youden")
+GATE_RULE = "joint_f1"  # what ``fit_thresholds`` uses when not told; ``validate`` uses ``choose_gate_rule``
 
-    Repetition and perplexity cut-offs separate ``incoherent`` from the rest; the echo cut-offs
-    separate ``echo_or_meta`` from the coherent, readable rest; the topicality cut-off is the 5th
-    percentile of the similarity of the train baselines (alpha = 0) labelled as on-topic choices.
+
+def _f1(flag: np.ndarray, target: np.ndarray) -> float:
+    tp = float((flag & target).sum())
+    return 0.0 if tp == 0 else 2 * tp / (float(flag.sum()) + float(target.sum()))
+
+
+def _joint_cuts(cols: dict[str, tuple[np.ndarray, bool]], always: np.ndarray, target: np.ndarray,
+                rounds: int = 6) -> dict[str, float]:
+    """One gate's cut-offs fitted together: the gate flags a row when ``always`` or any column passes its cut
+    (``value > cut`` for an upper cut, ``< cut`` for a lower one). Coordinate ascent, from no cut at all, on the F1
+    of the combined flag for ``target``; each step tries every observed value of one column (and "no cut")."""
+    off = {k: (np.inf if up else -np.inf) for k, (_, up) in cols.items()}
+
+    def flag(cut: dict[str, float]) -> np.ndarray:
+        out = always.copy()
+        for k, (v, up) in cols.items():
+            out |= (v > cut[k]) if up else (v < cut[k])
+        return out
+
+    cut, best = dict(off), _f1(flag(off), target)
+    for _ in range(rounds):
+        changed = False
+        for k, (v, _) in cols.items():
+            for c in (*np.unique(v[np.isfinite(v)]), off[k]):
+                trial = {**cut, k: float(c)}
+                score = _f1(flag(trial), target)
+                if score > best + 1e-12:
+                    cut, best, changed = trial, score, True
+        if not changed:
+            break
+    return cut
+
+
+def fit_thresholds(train: Sequence[Row], rule: str = GATE_RULE) -> GateThresholds:
+    """Fit every gate's thresholds on train rows only, each gate on the labels it is meant to catch.
+
+    The coherence gate (repetition, distinct-2, junk share, reference perplexity) catches ``incoherent``; the
+    echo/meta gate (prompt overlap, second-person share) catches ``echo_or_meta`` among readable rows; the
+    topicality gate catches ``off_topic`` among readable, non-echo rows.
+
+    ``rule="joint_f1"`` (the default) fits each gate's cut-offs together for the F1 of the gate's combined flag
+    (``_joint_cuts``). ``rule="youden"`` is the first version: each feature alone by Youden's J, and the topicality
+    cut at the 5th percentile of the train baselines labelled as on-topic choices. With few positives Youden's J
+    flags far too much, and the flags of a gate add up; ``cross_validate_rules`` compares the two inside train.
     """
+    if rule not in GATE_RULES:
+        raise ValueError(f"unknown gate rule {rule!r}; one of {GATE_RULES}")
     lab = np.array([r.item.label for r in train])
     f = {k: np.array([r.features[k] for r in train]) for k in train[0].features}
     incoh = lab == "incoherent"
     readable = ~incoh
     echo = lab[readable] == "echo_or_meta"
     log_ppl = np.array([np.log(r.perplexity) if np.isfinite(r.perplexity) else np.inf for r in train])
+    log_ppl = np.where(np.isfinite(log_ppl), log_ppl, 1e9)
+    topic = np.array([r.topic for r in train])
+    if rule == "joint_f1":
+        clean = ~np.isin(lab, ("incoherent", "echo_or_meta"))
+        cuts = {
+            **_joint_cuts({"max_repetition": (f["repetition"], True), "min_distinct2": (f["distinct2"], False),
+                           "max_junk_share": (f["junk_share"], True), "max_log_perplexity": (log_ppl, True)},
+                          (f["n_words"] < GateThresholds.min_words) | (f["fused_words"] > 0), incoh),
+            **_joint_cuts({"max_echo_overlap": (f["echo_overlap"][readable], True),
+                           "max_second_person_share": (f["second_person_share"][readable], True)},
+                          ((f["meta_phrases"] > 0) | (f["opens_with_you"] > 0))[readable], echo),
+            **_joint_cuts({"min_topic_similarity": (topic[clean], False)}, np.zeros(int(clean.sum()), bool),
+                          lab[clean] == "off_topic"),
+        }
+        return GateThresholds.from_dict({k: float(min(max(v, -1e9), 1e9)) for k, v in cuts.items()})
     base_topic = [r.topic for r in train if r.item.condition == "probe" and r.item.alpha == 0 and r.item.label in GOOD]
     return GateThresholds(
         max_echo_overlap=_best_cut(f["echo_overlap"][readable], echo),
@@ -104,8 +172,35 @@ def fit_thresholds(train: Sequence[Row]) -> GateThresholds:
         max_repetition=_best_cut(f["repetition"], incoh),
         min_distinct2=_best_cut(f["distinct2"], incoh, upper=False),
         max_junk_share=_best_cut(f["junk_share"], incoh),
-        max_log_perplexity=_best_cut(np.where(np.isfinite(log_ppl), log_ppl, 1e9), incoh),
+        max_log_perplexity=_best_cut(log_ppl, incoh),
         min_topic_similarity=float(np.percentile(base_topic, 5)) if base_topic else 0.0)
+
+
+def cross_validate_rules(train: Sequence[Row], folds: int = 5, seed: int = 0) -> dict[str, dict]:
+    """Each gate rule fitted on 4/5 of the train rows and read on the other fifth, pooled over the folds: precision
+    and recall of passing every gate (a readable choice) and of the two calls. Only train rows are used, so this
+    can choose the rule without touching the test part."""
+    order = np.random.default_rng(seed).permutation(len(train))
+    parts = np.array_split(order, folds)
+    out: dict[str, dict] = {}
+    for rule in GATE_RULES:
+        pas, good, emp, tsk = [], [], [], []
+        for k in range(folds):
+            held = set(parts[k].tolist())
+            fit = [train[i] for i in range(len(train)) if i not in held]
+            ev = [train[i] for i in parts[k]]
+            t = fit_thresholds(fit, rule)
+            e, tc = calls(ev, t, fit_call(fit, t))
+            lab = np.array([r.item.label for r in ev])
+            pas.append(np.array([g.passes for g in verdicts_of(ev, t)]))
+            good.append(lab)
+            emp.append(e)
+            tsk.append(tc)
+        lab = np.concatenate(good)
+        out[rule] = {"all_gates_pass": _pr(np.concatenate(pas), np.isin(lab, GOOD)),
+                     "empathic_call": _pr(np.concatenate(emp), lab == "empathic_choice"),
+                     "task_call": _pr(np.concatenate(tsk), lab == "task_choice")}
+    return out
 
 
 def verdicts_of(rows: Sequence[Row], t: GateThresholds) -> list[gates.GateVerdicts]:
@@ -198,21 +293,62 @@ def pair_calls(rows: Sequence[Row], t: GateThresholds, cut: dict[str, float]) ->
     return out
 
 
+def judge_auroc(train: Sequence[Row], test: Sequence[Row]) -> dict[str, dict]:
+    """AUROC of each empathy judgment for ``empathic_choice`` among readable choices (empathic, task, unclear): on
+    the train part (the label judge's out-of-fold scores) and on the held-out part."""
+    from .metrics import auroc
+
+    out: dict[str, dict] = {}
+    for part, rows in (("train_out_of_fold", train), ("test", test)):
+        good = [r for r in rows if r.item.label in GOOD]
+        y = np.array([r.item.label == "empathic_choice" for r in good])
+        out[part] = {"n": len(good), "positives": int(y.sum())}
+        for name, key in (("label_judge", "empathy"), ("pair_judge", "empathy_pairs")):
+            s = np.array([getattr(r, key) for r in good], dtype=float)
+            out[part][name] = float(auroc(s, y)) if 0 < y.sum() < len(y) and np.isfinite(s).all() else None
+    return out
+
+
+INSTRUCTED = "instructed_"  # condition prefix of replies told in the prompt which choice to make (labels batch 4)
+
+
+def strata(rows: Sequence[Row]) -> dict[str, list[Row]]:
+    """The rows by how they were generated: the sweep's own conditions, and replies told which choice to make
+    (drawn to give the empathic call positives; their precision is not the sweep's). Empty strata are left out."""
+    out = {"sweep": [r for r in rows if not r.item.condition.startswith(INSTRUCTED)],
+           "told_the_choice": [r for r in rows if r.item.condition.startswith(INSTRUCTED)]}
+    return {k: v for k, v in out.items() if v}
+
+
+def choose_gate_rule(cv: dict[str, dict]) -> str:
+    """The gate rule whose gates, cross-validated inside train, best find readable choices: the highest F1 of
+    "passes every gate" (ties: the first in ``GATE_RULES``)."""
+    def f1(r: dict) -> float:
+        p, rc = r["all_gates_pass"]["precision"] or 0.0, r["all_gates_pass"]["recall"] or 0.0
+        return 2 * p * rc / (p + rc) if p + rc else 0.0
+    return max(GATE_RULES, key=lambda k: (f1(cv[k]), -GATE_RULES.index(k)))
+
+
 def validate(rows: Sequence[Row]) -> dict[str, Any]:
     """Fit on the train rows, report on the test rows (overall and per model)."""
     train = [r for r in rows if r.item.split == "train"]
     test = [r for r in rows if r.item.split == "test"]
-    t = fit_thresholds(train)
+    cv = cross_validate_rules(train)
+    rule = choose_gate_rule(cv)
+    t = fit_thresholds(train, rule)
     cut = fit_call(train, t)
     models = sorted({r.item.model for r in rows})
     report: dict[str, Any] = {
+        "gate_rule": rule, "gate_rule_cv": cv,
         "thresholds": t.to_dict(), "cutoffs": cut,
         "n": {"train": len(train), "test": len(test)},
         "test": gate_table(test, t, cut),
         "test_by_model": {m: gate_table([r for r in test if r.item.model == m], t, cut) for m in models},
+        "test_by_stratum": {name: gate_table(part, t, cut) for name, part in strata(test).items()},
         "test_pairs": pair_calls(test, t, cut),
         "train": gate_table(train, t, cut),
     }
+    report["judge_auroc"] = judge_auroc(train, test)
     p = report["test"]["empathic_call"]["precision"]
     report["goal"] = {"rule": "precision of the empathic call >= 0.80 on the held-out test part",
                       "precision": p, "met": bool(p is not None and p >= 0.8)}
@@ -231,8 +367,9 @@ def run(out: Path | None = None, load: Callable[[str], Any] | None = None) -> di
               "label_rates": label_rates(load_labels()),
               "labels": {"file": "empathy_core/data/labels/generations.jsonl", "sha256": file_sha256(LABELS_PATH)},
               "reference_models": gates.REFERENCE_MODEL,
-              "empathy_judge": "embedding: all-MiniLM-L6-v2 + logistic regression on the contrastive pairs' train split "
-                               "(judges.EmbeddingJudge); its cut-offs fitted on the label train part (F0.5)",
+              "empathy_judge": "label judge: all-MiniLM-L6-v2 + logistic regression (C = 1, balanced) on the label train "
+                               "part's readable choices and the graded set (judges.LabelJudge); its cut-offs fitted on "
+                               "its out-of-fold train scores (F0.5)",
               "fitted_on": "label train part only; the test part is read only for this report",
               **validate(rows)}
     root = store.PRECOMPUTED if out is None else out.parent
