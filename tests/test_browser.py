@@ -82,8 +82,12 @@ def test_probe_tab_scores_an_example(page):
     _open_tab(page, "Probe: live scoring")
     page.locator("#probe-verdict").scroll_into_view_if_needed()
     page.get_by_role("button", name=re.compile("Food Delivery · empathic")).click()
+    # the example fills the box through the server: score only once it is there
+    page.wait_for_function("() => (document.querySelector('#probe-text textarea') || {}).value", timeout=TIMEOUT_MS)
     page.get_by_role("button", name="Score", exact=True).click()
-    page.locator("#probe-verdict").get_by_text(re.compile(r"P\(empathic\)|Can't judge this")).first.wait_for()
+    # the verdict's text, wherever Gradio's markdown puts it (a text locator's first match can be a hidden copy)
+    page.wait_for_function("""() => /P\\(empathic\\)|Can't judge this/.test(
+        (document.querySelector('#probe-verdict') || {}).innerText || '')""", timeout=TIMEOUT_MS)
     assert _svg_charts(page, "probe-chart") >= 1
     assert page.locator("#probe-heatmap span[title]").count() > 5
     _scroll_to(page, "#probe-verdict")

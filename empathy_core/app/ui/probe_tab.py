@@ -99,7 +99,7 @@ def build(svc: Service, model: gr.Dropdown, info: dict) -> Any:
         panel = fit_panel.build(svc, model, "probe")
         with gr.Row():
             with gr.Column(scale=3):
-                text = gr.Textbox(label="Text to score", lines=4, max_length=MAX_TEXT_CHARS,
+                text = gr.Textbox(label="Text to score", lines=4, max_length=MAX_TEXT_CHARS, elem_id="probe-text",
                                   placeholder="e.g. I stopped at the door and asked if they were okay before finishing.")
                 ex = examples()
                 gr.Examples(examples=[[t] for _, _, t in ex], inputs=[text],
