@@ -79,3 +79,37 @@ def test_platt_is_monotone():
     y = (s + np.random.default_rng(5).normal(scale=1, size=40) > 0).astype(int)
     a, b = metrics.platt(s, y)
     assert a > 0
+
+
+@pytest.mark.parametrize("method", ["spearman", "pearson"])
+def test_vectorised_correlation_bootstrap_equals_one_resample_at_a_time(method):
+    """The reference: scipy on each resample in turn, with the same draws; ties (graded levels) and resamples
+    with a constant side (left out) included."""
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=9), rng.integers(0, 3, 9).astype(float)
+    fn = stats.spearmanr if method == "spearman" else stats.pearsonr
+    draw = np.random.default_rng(0)
+    boots = []
+    for _ in range(300):
+        i = draw.integers(0, 9, 9)
+        if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
+            boots.append(fn(x[i], y[i]).statistic)
+    want = (fn(x, y).statistic, np.quantile(boots, 0.025), np.quantile(boots, 0.975))
+    assert metrics.correlation_ci(x, y, method, n_boot=300) == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_vectorised_auroc_bootstrap_equals_one_resample_at_a_time(paired):
+    rng = np.random.default_rng(6)
+    n = 8
+    s, y = np.round(rng.normal(size=2 * n), 1), np.tile([1, 0], n).astype(bool)
+    groups = np.repeat(np.arange(n), 2) if paired else np.arange(2 * n)
+    members = [np.flatnonzero(groups == k) for k in range(groups.max() + 1)]
+    draw, boots = np.random.default_rng(0), []
+    for _ in range(300):
+        idx = np.concatenate([members[k] for k in draw.integers(0, len(members), len(members))])
+        if 0 < y[idx].sum() < len(idx):
+            boots.append(roc_auc_score(y[idx], s[idx]))
+    want = (np.quantile(boots, 0.025), np.quantile(boots, 0.975))
+    got = metrics.bootstrap_auroc_ci(s, y, groups if paired else None, n_boot=300)
+    assert got == pytest.approx(want, abs=1e-12)

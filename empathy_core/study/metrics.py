@@ -46,6 +46,16 @@ def bootstrap_auroc_ci(scores: ArrayLike, labels: ArrayLike, groups: ArrayLike |
     G = g.max() + 1
     members = [np.flatnonzero(g == k) for k in range(G)]
     rng = np.random.default_rng(seed)
+    if len({len(m) for m in members}) == 1:  # equal groups (single texts, pairs): every resample at once
+        picks = rng.integers(0, G, (n_boot, G))  # the same draws as one resample at a time
+        idx = np.stack(members)[picks].reshape(n_boot, -1)
+        yy = y[idx]
+        n1 = yy.sum(1)
+        ok = (n1 > 0) & (n1 < yy.shape[1])
+        ranks = stats.rankdata(s[idx[ok]], axis=1)
+        n1, n0 = n1[ok], yy.shape[1] - n1[ok]
+        out = ((ranks * yy[ok]).sum(1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+        return float(np.quantile(out, alpha / 2)), float(np.quantile(out, 1 - alpha / 2))
     out = np.empty(n_boot)
     for b in range(n_boot):
         pick = rng.integers(0, G, G)
@@ -101,22 +111,32 @@ def random_direction_aurocs(X_train: np.ndarray, y_train: ArrayLike, X_test: np.
     return _auroc_rows(te.T, np.asarray(y_test).astype(bool))
 
 
+def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r of each row of ``a`` with the same row of ``b`` (rows of equal length)."""
+    am = a - a.mean(axis=1, keepdims=True)
+    bm = b - b.mean(axis=1, keepdims=True)
+    return (am * bm).sum(axis=1) / np.sqrt((am * am).sum(axis=1) * (bm * bm).sum(axis=1))
+
+
 def correlation_ci(x: ArrayLike, y: ArrayLike, method: str = "spearman", n_boot: int = 1000, alpha: float = 0.05,
                    seed: int = 0) -> tuple[float, float, float]:
-    """(r, lo, hi): Spearman or Pearson correlation with a percentile bootstrap CI."""
+    """(r, lo, hi): Spearman or Pearson correlation with a percentile bootstrap CI.
+
+    All resamples are drawn at once (the same draws, in the same order, as one resample at a time) and their
+    correlations computed together: Spearman as the Pearson r of average ranks within each resample. Resamples
+    in which x or y is constant have no correlation and are left out."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    fn = (lambda a, b: stats.spearmanr(a, b).statistic) if method == "spearman" else (lambda a, b: stats.pearsonr(a, b).statistic)
-    r = float(fn(x, y))
-    rng = np.random.default_rng(seed)
-    boots: list[float] = []
+    spearman = method == "spearman"
+    r = float(stats.spearmanr(x, y).statistic if spearman else stats.pearsonr(x, y).statistic)
     n = len(x)
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        if np.ptp(x[idx]) == 0 or np.ptp(y[idx]) == 0:
-            continue
-        boots.append(fn(x[idx], y[idx]))
-    b = np.asarray(boots)
+    idx = np.random.default_rng(seed).integers(0, n, (n_boot, n))
+    xs, ys = x[idx], y[idx]
+    keep = (np.ptp(xs, axis=1) > 0) & (np.ptp(ys, axis=1) > 0)
+    xs, ys = xs[keep], ys[keep]
+    if spearman:
+        xs, ys = stats.rankdata(xs, axis=1), stats.rankdata(ys, axis=1)
+    b = _rowwise_pearson(xs, ys)
     return r, float(np.quantile(b, alpha / 2)), float(np.quantile(b, 1 - alpha / 2))
 
 
