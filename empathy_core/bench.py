@@ -25,6 +25,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -291,7 +292,6 @@ def _steer_job(client: Any, key: str, layer: int, new_tokens: int, seed: int) ->
 def _generation(job: Any) -> tuple[float, float, int]:
     """(request seconds are measured by the caller) the generation seconds and new tokens the app saved."""
     import json
-    from pathlib import Path
 
     saved = json.loads(Path(job.result()[6]).read_text())
     return time.perf_counter(), saved["seconds"], saved["new_tokens"]
@@ -354,7 +354,6 @@ def _launch(port: int, timeout: float, args: tuple[str, ...] = (), env: dict | N
     """
     import subprocess
     import sys
-    from pathlib import Path
 
     from gradio_client import Client
 
@@ -375,6 +374,24 @@ def _launch(port: int, timeout: float, args: tuple[str, ...] = (), env: dict | N
     return proc, client, first_page, time.perf_counter() - t0
 
 
+def fit_agreement(fit: Path, committed: dict) -> dict:
+    """How a fit in the user cache compares with the committed (float32, precompute) detection results of the same
+    model: its matmul dtype, the largest |difference| of per-layer test AUROC, and whether the best layer and the
+    rule's default (method, pooling, layer) are the same."""
+    from . import store
+
+    meta = store.read_json(fit / store.FIT_FILE)
+    det = store.read_json(fit / "detection.json")
+    mine = {r["layer"]: r["auroc_test"] for r in det["layers"]}
+    diff = max(abs(mine[r["layer"]] - r["auroc_test"]) for r in committed["layers"])
+    pick = ("method", "pooling", "layer")
+    return {"fit_matmul": meta.get("matmul_autocast") or meta.get("model_dtype"),
+            "max_abs_diff_layer_auroc_test_vs_committed": round(diff, 4),
+            "same_best_layer": det["best_layer"] == committed["best_layer"],
+            "same_default_probe": all(det["default"][k] == committed["default"][k] for k in pick),
+            "default_dev_score": [round(det["default"]["dev_score"], 4), round(committed["default"]["dev_score"], 4)]}
+
+
 def bench_fit_app(key: str = "smollm2-135m", port: int = 7898, timeout: float = 900.0) -> dict:
     """Fit the probe in the app (a fresh ``python app.py``) while another visitor's replays keep asking.
 
@@ -385,7 +402,6 @@ def bench_fit_app(key: str = "smollm2-135m", port: int = 7898, timeout: float = 
     """
     import shutil
     import tempfile
-    from pathlib import Path
 
     from gradio_client import Client
 
@@ -414,7 +430,9 @@ def bench_fit_app(key: str = "smollm2-135m", port: int = 7898, timeout: float = 
         finally:
             proc.terminate()
             proc.wait(30)
-    return {"model": key, "app_ready_s": round(ready, 2), "fit_in_app_s": round(fit_s, 2),
+        agreement = fit_agreement(next((Path(tmp) / "fits").glob("*/*/" + store.FIT_FILE)).parent,
+                                  store.load_detection(key))
+    return {"model": key, "app_ready_s": round(ready, 2), "fit_in_app_s": round(fit_s, 2), **agreement,
             "fit_note": note if isinstance(note, str) else note[0], "replays_during_fit": len(replay_s),
             "replay_pair_median_s": round(statistics.median(replay_s), 3) if replay_s else None,
             "replay_pair_max_s": round(max(replay_s), 3) if replay_s else None, "other_model": other}

@@ -6,6 +6,7 @@ import torch
 from empathy_core.core.activations import (
     encode,
     extract,
+    extract_multi,
     pool_weights,
     score_tokens,
     tap_layers,
@@ -113,3 +114,19 @@ def test_chat_pooling_needs_scenarios(tiny):
 def test_too_long_text_is_a_clear_error(tiny):
     with pytest.raises(ValueError, match="tokens long"):
         extract(tiny, ["door " * 2000])
+
+
+def test_bfloat16_autocast_reads_float32_states_close_to_the_float32_pass(tiny):
+    texts = ["I stopped to help her before the timer ran out.", "Keep walking, the exit is close.", "ok"]
+    w0 = next(tiny.model.parameters()).clone()
+    full = extract_multi(tiny, texts, ("mean", "last"))
+    half = extract_multi(tiny, texts, ("mean", "last"), autocast=torch.bfloat16)
+    for p in ("mean", "last"):
+        a, b = full[p].pooled, half[p].pooled
+        assert b.dtype == torch.float32 and a.shape == b.shape
+        assert not torch.equal(a, b)  # the matmuls did run in bfloat16
+        rel = (a - b).norm(dim=-1) / a.norm(dim=-1).clamp_min(1e-6)
+        assert float(rel.max()) < 0.05
+    # the weights are untouched, and a pass without autocast is float32 again, bit for bit
+    assert next(tiny.model.parameters()).dtype == torch.float32 and torch.equal(next(tiny.model.parameters()), w0)
+    assert torch.equal(extract_multi(tiny, texts, ("mean",))["mean"].pooled, full["mean"].pooled)

@@ -50,3 +50,24 @@ def test_generation_bench_separates_decode_from_the_prompt_pass(tiny_models):
     assert out["prompt_tokens"] > 1 and out["prefill_s"] > 0
     # decode alone leaves out the prompt's pass, so it is at least as fast as end to end (up to timing noise)
     assert out["plain_decode_tok_s"] > 0 and out["plain_tok_s"] > 0
+
+
+def test_fit_agreement_compares_a_fit_with_the_committed_results(tmp_path):
+    import json
+
+    from empathy_core import store
+    from empathy_core.bench import fit_agreement
+
+    def det(aurocs, layer, method="whitened", score=0.9):
+        return {"best_layer": 1, "layers": [{"layer": i, "auroc_test": a} for i, a in enumerate(aurocs)],
+                "default": {"method": method, "pooling": "mean", "layer": layer, "dev_score": score}}
+
+    (tmp_path / store.FIT_FILE).write_text(json.dumps({"matmul_autocast": "bfloat16", "model_dtype": "float32"}))
+    (tmp_path / "detection.json").write_text(json.dumps(det([0.5, 0.8, 0.7], 2, score=0.88)))
+    a = fit_agreement(tmp_path, det([0.52, 0.8, 0.69], 1))
+    assert a["fit_matmul"] == "bfloat16" and a["max_abs_diff_layer_auroc_test_vs_committed"] == 0.02
+    assert a["same_best_layer"] and not a["same_default_probe"] and a["default_dev_score"] == [0.88, 0.9]
+    (tmp_path / store.FIT_FILE).write_text(json.dumps({"matmul_autocast": None, "model_dtype": "float32"}))
+    same = fit_agreement(tmp_path, det([0.5, 0.8, 0.7], 2, score=0.88))
+    assert same["fit_matmul"] == "float32" and same["max_abs_diff_layer_auroc_test_vs_committed"] == 0.0
+    assert same["same_default_probe"]

@@ -79,9 +79,11 @@ def test_fit_in_the_service_writes_the_user_cache_and_a_new_instance_finds_it(tm
     h = svc.handle(key)
     assert meta["model_id"] == key and meta["revision"] == h.revision == f"dir:{model_dir.resolve()}"
     assert meta["dataset_sha256"] == fit_mod.dataset.dataset_sha256() and meta["code_version"] == fit_mod.CODE_VERSION
-    assert res.path == store.fit_dir(key, h.revision, meta["dataset_sha256"], meta["code_version"])
+    assert meta["matmul_autocast"] == fit_mod.fit_matmul_dtype(h) and meta["model_dtype"] == "float32"
+    assert res.path == store.fit_dir(key, h.revision, meta["dataset_sha256"], fit_mod.fit_version(meta["matmul_autocast"]))
     # every tab works with it
     det = svc.detection(key)
+    assert det["settings"]["matmul_dtype"] == meta["matmul_autocast"]
     assert det["best_layer"] == res.best_layer and det["fitted_on_this_machine_at"] == res.fitted_at
     assert len(det["layers"]) == h.n_layers and "random_auroc_p95" in det["layers"][0] and "loso_auroc" in det["layers"][0]
     assert svc.fit_note(key).startswith("fitted on this machine at ")
@@ -182,3 +184,41 @@ def test_check_fits_on_cpu_and_cuda_with_given_free_memory():
     with pytest.raises(ModelTooBig, match="GPU 0 has 4.0 GiB free"):
         check_fits(est, torch.device("cuda:0"), free_cpu=gib, free_gpus=[4 * gib])
     assert Estimate("m", 10, torch.float32).needed_bytes == 46 and Estimate("m", 10, torch.float16).bytes_per_param == 2
+
+
+# ---------------------------------------------------------------------- bfloat16 matmuls
+def test_fit_matmul_dtype_follows_the_cpu_and_the_environment(model_dir, monkeypatch):
+    h = load_model(str(model_dir))
+    monkeypatch.delenv(fit_mod.MATMUL_ENV, raising=False)
+    monkeypatch.setattr(fit_mod, "cpu_has_bf16_matmul", lambda: True)
+    assert fit_mod.fit_matmul_dtype(h) == "bfloat16"
+    monkeypatch.setattr(fit_mod, "cpu_has_bf16_matmul", lambda: False)
+    assert fit_mod.fit_matmul_dtype(h) is None  # emulated bfloat16 would be slower than float32
+    monkeypatch.setenv(fit_mod.MATMUL_ENV, "bfloat16")
+    assert fit_mod.fit_matmul_dtype(h) == "bfloat16"
+    monkeypatch.setenv(fit_mod.MATMUL_ENV, "float32")
+    monkeypatch.setattr(fit_mod, "cpu_has_bf16_matmul", lambda: True)
+    assert fit_mod.fit_matmul_dtype(h) is None
+    monkeypatch.setenv(fit_mod.MATMUL_ENV, "fp8")
+    with pytest.raises(ValueError, match="EMPATHY_FIT_MATMUL"):
+        fit_mod.fit_matmul_dtype(h)
+    monkeypatch.delenv(fit_mod.MATMUL_ENV)
+    h16 = load_model(str(model_dir), dtype="bfloat16")  # already bfloat16: nothing to autocast
+    assert fit_mod.fit_matmul_dtype(h16) is None
+
+
+def test_float32_and_bfloat16_matmul_fits_are_kept_apart_and_either_is_found(tmp_path, cache, model_dir, monkeypatch):
+    svc = Service(judge=False, root=tmp_path / "precomputed")
+    key = svc.check_model(str(model_dir))
+    h = svc.handle(key)
+    monkeypatch.setenv(fit_mod.MATMUL_ENV, "float32")
+    full = fit_mod.fit_model(h)
+    assert fit_mod.current_fit(key, h.revision) == full.path
+    monkeypatch.setenv(fit_mod.MATMUL_ENV, "bfloat16")
+    half = fit_mod.fit_model(h)
+    assert half.path != full.path and fit_mod.current_fit(key, h.revision) in (full.path, half.path)
+    a, b = (json.loads((r.path / "detection.json").read_text()) for r in (full, half))
+    assert a["settings"]["matmul_dtype"] is None and b["settings"]["matmul_dtype"] == "bfloat16"
+    # the same experiment: every layer's test AUROC agrees closely (a random-init model, so the values are noisy)
+    diffs = [abs(x["auroc_test"] - y["auroc_test"]) for x, y in zip(a["layers"], b["layers"])]
+    assert len(diffs) == h.n_layers and max(diffs) < 0.1

@@ -124,3 +124,31 @@ def test_gate_rules_are_compared_inside_train_only():
         assert rule["task_call"]["precision"] == 1.0  # the toy separates perfectly
     with pytest.raises(ValueError, match="unknown gate rule"):
         validation.fit_thresholds(rows, rule="nope")
+
+
+def test_precision_cut_is_the_most_credibly_precise_cut_that_reaches_the_target():
+    # scores high to low: E E T E E E E T T ...; precision of s >= cut: 1 (1/1), 1 (2/2), .67, .75, .8, .83 (5/6), ...
+    s = np.arange(12, 0, -1, dtype=float)
+    pos = np.array([1, 1, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0], bool)
+    # Wilson lower bounds: 2/2 0.34, 6/7 0.49, 5/6 0.44: six of seven is the most credible
+    assert validation._precision_cut(s, pos, 0.8) == 6.0
+    assert validation._precision_cut(s, pos, 0.9) == 11.0  # only 1/1 and 2/2 reach 0.9
+    never = validation._precision_cut(s, np.zeros(12, bool), 0.8)
+    assert never > s.max()  # no cut reaches it: the call never fires
+
+
+def test_a_fresh_batch_is_reported_on_its_own_and_holds_the_goal():
+    rows = _toy()
+    fresh = [dataclasses.replace(r, item=dataclasses.replace(r.item, id="f" + r.item.id, batch="batch5", split="test",
+                                                             label="task_choice"))
+             for r in rows[:40] if r.item.label == "empathic_choice"]  # called empathic, labelled task: all wrong
+    rep = validation.validate(rows + fresh)
+    base = validation.validate(rows)
+    assert rep["cutoffs"] == base["cutoffs"] and rep["thresholds"] == base["thresholds"]  # fresh rows fit nothing
+    fr = rep["test_fresh"]
+    assert fr["batches"] == ["batch5"] and fr["empathic_call"]["n"] == len(fresh)
+    assert fr["empathic_call"]["precision"] == 0.0 and not rep["goal"]["met"] and "fresh batch" in rep["goal"]["rule"]
+    assert rep["goal"]["predicted"] == fr["empathic_call"]["predicted"] > 0
+    lo, hi = rep["goal"]["precision_ci"]
+    assert lo == 0.0 < hi < 0.5
+    assert "test_fresh" not in base and base["goal"]["met"] and "held-out test part" in base["goal"]["rule"]

@@ -21,6 +21,7 @@ result equals running one text at a time (tested to 1e-4 in fp32).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -146,6 +147,11 @@ class Activations:
     n_tokens: torch.Tensor  # (N,) tokens of each text
 
 
+def matmul_autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to ``dtype`` on ``device``'s type, or nothing when ``dtype`` is None."""
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
+
+
 def _trunk(handle: ModelHandle) -> torch.nn.Module:
     """The transformer without its LM head: we need hidden states, not logits."""
     base = getattr(handle.model, "base_model", None)
@@ -166,10 +172,13 @@ def extract(handle: ModelHandle, texts: Sequence[str], pooling: Pooling = "mean"
 @torch.inference_mode()
 def extract_multi(handle: ModelHandle, texts: Sequence[str], poolings: Sequence[Pooling] = ("mean",),
                   scenarios: Sequence[str] | None = None, batch_size: int = 16, progress: bool = False,
-                  desc: str = "activations", on_batch: Callable[[int, int], None] | None = None) -> dict[str, Activations]:
+                  desc: str = "activations", on_batch: Callable[[int, int], None] | None = None,
+                  autocast: torch.dtype | None = None) -> dict[str, Activations]:
     """Like :func:`extract`, for several poolings from ONE forward pass per batch.
 
     ``mean`` and ``last`` tokenise identically, so they share the pass; ``chat`` cannot be mixed with them.
+    ``autocast`` (e.g. ``torch.bfloat16``) runs the pass's matrix products in that dtype under
+    ``torch.autocast``; the weights stay as loaded and the read states are float32 (``matmul_autocast``).
     """
     texts = _validate_texts(texts)
     if "chat" in poolings and len(poolings) > 1:
@@ -203,7 +212,7 @@ def extract_multi(handle: ModelHandle, texts: Sequence[str], poolings: Sequence[
                 out_p[p][:, layer] = torch.einsum("bth,bt->bh", h, w).cpu()
             out_n[:, layer] = ((h.norm(dim=-1) * tm).sum(1) / tm.sum(1)).cpu()
 
-        with handle.lock, tap_layers(handle, grab):
+        with handle.lock, tap_layers(handle, grab), matmul_autocast(handle.device, autocast):
             trunk(input_ids=enc.input_ids.to(handle.device), attention_mask=enc.attention_mask.to(handle.device),
                   use_cache=False)
         for p in poolings:

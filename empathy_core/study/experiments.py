@@ -52,6 +52,13 @@ class DetectionSettings:
     baselines: tuple[str, ...] = ("tfidf_logreg", "minilm_logreg")
     cache_activations: bool = False  # precompute keeps the forward passes in the user cache
     fixed_default: tuple | None = None  # (method, pooling, layer): skip the choice (reproduction tests only)
+    # the forward passes' matrix products under torch.autocast in this dtype (None: as loaded). The live fit on a
+    # CPU with bfloat16 matrix units uses "bfloat16" (fit.fit_matmul_dtype); precompute never does.
+    matmul_dtype: str | None = None
+
+    @property
+    def autocast(self) -> torch.dtype | None:
+        return None if self.matmul_dtype is None else getattr(torch, self.matmul_dtype)
 
     @classmethod
     def from_stored(cls, d: dict) -> DetectionSettings:
@@ -73,7 +80,7 @@ def gather(handle: ModelHandle, s: DetectionSettings, progress: bool = False, re
     acts = cached_extract(handle, texts, poolings, s, progress, on_batch)
     if s.pooling == "chat":  # the study's probe on chat pooling: its own pass (the rule's grid never uses it)
         acts["chat"] = extract_multi(handle, texts, ("chat",), [sc for tab in tabs.values() for sc in tab.scenarios],
-                                     batch_size=s.batch_size)["chat"]
+                                     batch_size=s.batch_size, autocast=s.autocast)["chat"]
     views: D.Views = {p: {} for p in s.poolings}
     start = 0
     for kind, tab in tabs.items():
@@ -109,18 +116,19 @@ def cached_extract(handle: ModelHandle, texts: list[str], poolings: tuple[Poolin
     model, revision, poolings, batch size and the texts themselves, so a rerun of the rule skips the forward passes."""
     if not s.cache_activations:
         return extract_multi(handle, texts, poolings, batch_size=s.batch_size, progress=progress, desc="activations",
-                             on_batch=on_batch)
+                             on_batch=on_batch, autocast=s.autocast)
     from safetensors.torch import load_file, save_file
 
     from ..core.models import cache_root
 
-    key = hashlib.sha256(json.dumps([handle.key, handle.revision, list(poolings), s.batch_size, texts]).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([handle.key, handle.revision, list(poolings), s.batch_size, texts]
+                                    + ([s.matmul_dtype] if s.matmul_dtype else [])).encode()).hexdigest()
     path = cache_root() / "activations" / f"{handle.key.replace('/', '__')}-{key[:20]}.safetensors"
     if path.exists():
         t = load_file(str(path))
         return {p: Activations(t[f"pooled_{p}"], t["token_norm"], p, t["n_tokens"]) for p in poolings}
     acts = extract_multi(handle, texts, poolings, batch_size=s.batch_size, progress=progress, desc="activations",
-                         on_batch=on_batch)
+                         on_batch=on_batch, autocast=s.autocast)
     first = acts[poolings[0]]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

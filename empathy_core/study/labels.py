@@ -11,7 +11,8 @@ independent passes A and B, the third read C where they disagreed, the final lab
 
 The split is fixed and recorded in each line: within each model, the replies sorted by a hash of
 their id, the first half (rounded down) is ``test`` and the rest ``train`` (``split_labels``; a test
-checks that the file agrees). The test part is never used to fit or choose anything.
+checks that the file agrees). A batch in ``FRESH_BATCHES``, labelled after the rules were fixed, is ``test``
+whole. The test part is never used to fit or choose anything.
 
 It is rebuilt from the staged labelling files by
 ``python -m empathy_core.study.labels build staging/labels`` (a command, so the merge is code).
@@ -36,6 +37,9 @@ Label = Literal["empathic_choice", "task_choice", "unclear", "off_topic", "incoh
 LABEL_NAMES: tuple[str, ...] = ("incoherent", "echo_or_meta", "off_topic", "empathic_choice", "task_choice", "unclear")
 SPLIT_SALT = "labels-v1"
 TEST_FRACTION = 0.5
+# Batches labelled after the pipeline's rules were fixed: held out whole, never split into train, so that the
+# call is tested on replies nobody had read when it was fitted (``validation`` reports them on their own).
+FRESH_BATCHES: tuple[str, ...] = ("batch5",)
 
 
 @dataclass(frozen=True)
@@ -175,7 +179,8 @@ def build(staging: Path, out: Path = LABELS_PATH) -> list[LabelledReply]:
     rows = [r for b in batches for r in _batch_rows(staging, b)]
     if len({r["id"] for r in rows}) != len(rows):
         raise ValueError("duplicate ids across batches")
-    split = split_labels(split_groups(rows))
+    split = split_labels(split_groups([r for r in rows if r["batch"] not in FRESH_BATCHES]))
+    split.update({r["id"]: "test" for r in rows if r["batch"] in FRESH_BATCHES})
     items = [LabelledReply(**r, split=split[r["id"]]) for r in rows]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(asdict(x), ensure_ascii=False) + "\n" for x in items))

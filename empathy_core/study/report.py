@@ -223,8 +223,18 @@ def validation_table(v: dict | None, key: str | None = None) -> str:
         p = "—" if r["precision"] is None else f"{r['precision']:.2f}"
         rc = "—" if r["recall"] is None else f"{r['recall']:.2f}"
         out.append(f"| {name.replace('_', ' ')} | {r['flags']} | {p} | {rc} | {r['predicted']} / {r['actual']} |")
+    fr = v.get("test_fresh")
+    if fr:
+        out.append(f"\n**Fresh test** ({', '.join(fr['batches'])}: sweep generations labelled blind after the "
+                   "call's rule was fixed, held out whole): " + "; ".join(
+                       f"{name.replace('_', ' ')} {_pr_cell(fr[name])}"
+                       for name in ("all_gates_pass", "empathic_call", "task_call")) + ".")
     g = v["goal"]
-    out.append(f"\nGoal: {g['rule']}: {'met' if g['met'] else 'not met'} (precision {g['precision']}). The labels were "
+    ci = g.get("precision_ci")
+    prec = "—" if g["precision"] is None else f"{g['precision']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}], "
+                                                                         f"{g['true_positives']} of {g['predicted']}"
+                                                                         if ci else "")
+    out.append(f"\nGoal: {g['rule']}: {'met' if g['met'] else 'not met'} (precision {prec}). The labels were "
                "made by language-model labelling helpers working blind.")
     by = v.get("test_by_stratum", {})
     if len(by) > 1:

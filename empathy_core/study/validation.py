@@ -31,7 +31,7 @@ import numpy as np
 
 from . import gates
 from .gates import GateThresholds
-from .labels import LabelledReply, load_labels
+from .labels import FRESH_BATCHES, LabelledReply, load_labels
 
 GOOD = ("empathic_choice", "task_choice", "unclear")  # coherent, on topic, not echo
 
@@ -207,28 +207,56 @@ def verdicts_of(rows: Sequence[Row], t: GateThresholds) -> list[gates.GateVerdic
     return [gates.verdicts(r.features, r.perplexity, r.topic, t) for r in rows]
 
 
+EMPATHIC_PRECISION = 0.80  # the goal; t_empathic is fitted to reach it on out-of-fold train scores
+
+
+def _precision_cut(s: np.ndarray, pos: np.ndarray, target: float = EMPATHIC_PRECISION) -> float:
+    """The cut at which ``s >= cut`` is most credibly precise: the highest lower bound of the 95% Wilson interval
+    of its precision (so 9 of 10 beats 2 of 2), among cuts whose precision reaches ``target``; ties keep the higher
+    cut. Above every score (the call never fires) where no cut reaches ``target``."""
+    from .metrics import wilson_ci
+
+    best, best_lb = (float(s.max()) + 1e-6 if s.size else 0.0), -1.0
+    for c in np.unique(s)[::-1]:
+        pred = s >= c
+        tp, n = int((pred & pos).sum()), int(pred.sum())
+        if tp and tp / n >= target - 1e-12:
+            lb = wilson_ci(tp, n)[0]
+            if lb > best_lb + 1e-12:
+                best, best_lb = float(c), lb
+    return best
+
+
+def _fbeta_cut(s: np.ndarray, pos: np.ndarray, upper: bool, beta: float) -> float:
+    best, best_f = (float(s.max()) + 1e-6 if upper else float(s.min()) - 1e-6) if s.size else 0.0, -1.0
+    for c in np.unique(s):
+        pred = s >= c if upper else s <= c
+        tp = float((pred & pos).sum())
+        if tp == 0:
+            continue
+        p, rc = tp / pred.sum(), tp / pos.sum()
+        fb = (1 + beta**2) * p * rc / (beta**2 * p + rc)
+        if fb > best_f + 1e-12:
+            best, best_f = float(c), fb
+    return best
+
+
+CUTOFF_RULES = {"t_empathic": "the cut-off with the highest lower 95% Wilson bound of out-of-fold train precision, "
+                              f"among those whose precision is >= {EMPATHIC_PRECISION:.2f} (fixed before batch5 was "
+                              "labelled)",
+                "t_task": "the cut-off with the best out-of-fold train F0.5"}
+
+
 def fit_call(train: Sequence[Row], t: GateThresholds, beta: float = 0.5) -> dict[str, float]:
-    """The empathy judge's two cut-offs, each maximising F-beta (beta 0.5 weighs precision) on the train rows
-    that pass every gate; with no labelled positive passing the gates the cut-off is the largest (smallest) score."""
+    """The empathy judge's two cut-offs, fitted on the train rows that pass every gate (``CUTOFF_RULES``):
+    ``t_empathic`` for precision (the goal's 0.80), ``t_task`` for F-beta (beta 0.5 weighs precision). With no
+    labelled positive passing the gates the cut-off lies beyond every score, so the call never fires."""
     v = verdicts_of(train, t)
     rows = [r for r, g in zip(train, v) if g.passes]
     s = np.array([r.empathy for r in rows])
     lab = np.array([r.item.label for r in rows])
-    out = {}
-    for name, target, upper in (("t_empathic", "empathic_choice", True), ("t_task", "task_choice", False)):
-        pos = lab == target
-        best, best_f = (float(s.max()) + 1e-6 if upper else float(s.min()) - 1e-6) if s.size else 0.0, -1.0
-        for c in np.unique(s):
-            pred = s >= c if upper else s <= c
-            tp = float((pred & pos).sum())
-            if tp == 0:
-                continue
-            p, rc = tp / pred.sum(), tp / pos.sum()
-            fb = (1 + beta**2) * p * rc / (beta**2 * p + rc)
-            if fb > best_f + 1e-12:
-                best, best_f = float(c), fb
-        out[name] = best
-    return out
+    return {"t_empathic": _precision_cut(s, lab == "empathic_choice"),
+            "t_task": _fbeta_cut(s, lab == "task_choice", False, beta)}
 
 
 def calls(rows: Sequence[Row], t: GateThresholds, cut: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -349,10 +377,24 @@ def validate(rows: Sequence[Row]) -> dict[str, Any]:
         "train": gate_table(train, t, cut),
     }
     report["judge_auroc"] = judge_auroc(train, test)
-    p = report["test"]["empathic_call"]["precision"]
-    report["goal"] = {"rule": "precision of the empathic call >= 0.80 on the held-out test part",
-                      "precision": p, "met": bool(p is not None and p >= 0.8)}
+    fresh = [r for r in test if r.item.batch in FRESH_BATCHES]
+    if fresh:  # labelled after the rules were fixed: the goal is judged here (on the rest the call was seen)
+        report["test_fresh"] = {"batches": sorted({r.item.batch for r in fresh}), **gate_table(fresh, t, cut)}
+        report["test_fresh_by_model"] = {m: gate_table([r for r in fresh if r.item.model == m], t, cut)
+                                         for m in sorted({r.item.model for r in fresh})}
+    report["goal"] = goal(report["test_fresh" if fresh else "test"]["empathic_call"],
+                          "the fresh batch (labelled blind after the rule was fixed)" if fresh else "the held-out test part")
     return report
+
+
+def goal(call: dict, where: str) -> dict[str, Any]:
+    """The issue's goal for the empathic call, with the precision's 95% Wilson interval."""
+    from .metrics import wilson_ci
+
+    p, k, n = call["precision"], call["true_positives"], call["predicted"]
+    return {"rule": f"precision of the empathic call >= {EMPATHIC_PRECISION:.2f} on {where}", "precision": p,
+            "true_positives": k, "predicted": n, "precision_ci": list(wilson_ci(k, n)) if n else None,
+            "met": bool(p is not None and p >= EMPATHIC_PRECISION)}
 
 
 def run(out: Path | None = None, load: Callable[[str], Any] | None = None) -> dict[str, Any]:
@@ -369,7 +411,7 @@ def run(out: Path | None = None, load: Callable[[str], Any] | None = None) -> di
               "reference_models": gates.REFERENCE_MODEL,
               "empathy_judge": "label judge: all-MiniLM-L6-v2 + logistic regression (C = 1, balanced) on the label train "
                                "part's readable choices and the graded set (judges.LabelJudge); its cut-offs fitted on "
-                               "its out-of-fold train scores (F0.5)",
+                               "its out-of-fold train scores (CUTOFF_RULES)", "cutoff_rules": CUTOFF_RULES,
               "fitted_on": "label train part only; the test part is read only for this report",
               **validate(rows)}
     root = store.PRECOMPUTED if out is None else out.parent
