@@ -59,6 +59,11 @@ def test_fit_flow_through_the_api_and_a_reload_finds_it(tmp_path, monkeypatch):
         outs = [j.result() for j in jobs]
         assert svc.fitter.started == 1
         assert all("fitted on this machine at" in (o if isinstance(o, str) else o[0]) for o in outs), outs
+        # the note says when the fit's matrix products ran in bfloat16 (fit.fit_matmul_dtype), and only then
+        from empathy_core.study.fit import fit_matmul_dtype
+
+        half = fit_matmul_dtype(svc.handle(model)) == "bfloat16"
+        assert all(("matrix products in bfloat16" in (o if isinstance(o, str) else o[0])) == half for o in outs), outs
         assert [p for p in progress if p is not None], "no progress event arrived"
         # 4. score with the fitted probe: the verdict says where the probe came from
         verdict, chart, heat, chart_csv = client.predict(model, "I stopped to help her.", None, None, api_name="/score")

@@ -13,6 +13,7 @@ from typing import Any
 
 import gradio as gr
 
+from ...study.fit import read_fit
 from ..service import Service
 from .common import friendly, gpu
 
@@ -24,8 +25,11 @@ FIT_EVENT: dict[str, Any] = {"concurrency_id": "fit", "concurrency_limit": 4}
 def fit_status(svc: Service, key: str) -> tuple[str, bool]:
     """(the note, whether the fit button shows) for a model."""
     key = svc.check_model(key)
-    if svc.fit_path(key) is not None:
-        return f"*Probe for {key} {svc.fit_note(key)} (the detection experiment of `extract`, in your cache).*", False
+    path = svc.fit_path(key)
+    if path is not None:
+        mm = read_fit(path).get("matmul_autocast")
+        how = f", its matrix products in {mm} (fit.json)" if mm else ""
+        return f"*Probe for {key} {svc.fit_note(key)} (the detection experiment of `extract`{how}, in your cache).*", False
     if svc.has_results(key):
         return "", False
     return (f"**No probe yet for {key}.** Fit it here: the detection experiment of `extract` over the team's datasets, "
