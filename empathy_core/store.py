@@ -139,7 +139,8 @@ def fit_slug(model_id: str) -> str:
 
 
 def fit_dir(model_id: str, revision: str, dataset_sha256: str, code_version: str) -> Path:
-    """``fits/<slug>/<hash>``: the hash covers model id, revision, dataset sha256 and code version."""
+    """``fits/<slug>/<hash>``: the hash covers model id, revision, dataset sha256 and code version (``fit.fit_version``:
+    with the matmul autocast dtype, where there is one)."""
     h = hashlib.sha256(json.dumps([model_id, revision, dataset_sha256, code_version]).encode()).hexdigest()[:16]
     return fits_root() / fit_slug(model_id) / h
 

@@ -130,3 +130,18 @@ def test_bfloat16_autocast_reads_float32_states_close_to_the_float32_pass(tiny):
     # the weights are untouched, and a pass without autocast is float32 again, bit for bit
     assert next(tiny.model.parameters()).dtype == torch.float32 and torch.equal(next(tiny.model.parameters()), w0)
     assert torch.equal(extract_multi(tiny, texts, ("mean",))["mean"].pooled, full["mean"].pooled)
+
+
+@torch.no_grad()
+def test_bfloat16_autocast_pools_the_states_in_float32(tiny):
+    # under autocast the block outputs (the float32 residual stream) are pooled in float32, not in bfloat16: the same
+    # numbers as a float32 mean of the states read by output_hidden_states under the same autocast
+    text = TEXTS[1]
+    ids, mask = tokenize_one(tiny, text, "mean")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hs = tiny.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+    got = extract_multi(tiny, [text], ("mean",), autocast=torch.bfloat16)["mean"].pooled[0]
+    for L in range(tiny.n_layers - 1):
+        assert hs[L + 1].dtype == torch.float32
+        want = hs[L + 1][0][torch.tensor(mask)].float().mean(0)
+        torch.testing.assert_close(got[L], want, atol=1e-5, rtol=1e-5)

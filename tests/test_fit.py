@@ -203,7 +203,9 @@ def test_fit_matmul_dtype_follows_the_cpu_and_the_environment(model_dir, monkeyp
     with pytest.raises(ValueError, match="EMPATHY_FIT_MATMUL"):
         fit_mod.fit_matmul_dtype(h)
     monkeypatch.delenv(fit_mod.MATMUL_ENV)
-    h16 = load_model(str(model_dir), dtype="bfloat16")  # already bfloat16: nothing to autocast
+    h16 = load_model(str(model_dir), dtype="bfloat16")  # already bfloat16: nothing to autocast, even when forced
+    assert fit_mod.fit_matmul_dtype(h16) is None
+    monkeypatch.setenv(fit_mod.MATMUL_ENV, "bfloat16")
     assert fit_mod.fit_matmul_dtype(h16) is None
 
 
@@ -211,11 +213,11 @@ def test_float32_and_bfloat16_matmul_fits_are_kept_apart_and_either_is_found(tmp
     svc = Service(judge=False, root=tmp_path / "precomputed")
     key = svc.check_model(str(model_dir))
     h = svc.handle(key)
-    monkeypatch.setenv(fit_mod.MATMUL_ENV, "float32")
-    full = fit_mod.fit_model(h)
-    assert fit_mod.current_fit(key, h.revision) == full.path
     monkeypatch.setenv(fit_mod.MATMUL_ENV, "bfloat16")
     half = fit_mod.fit_model(h)
+    assert fit_mod.current_fit(key, h.revision) == half.path  # a bfloat16 fit alone is found
+    monkeypatch.setenv(fit_mod.MATMUL_ENV, "float32")
+    full = fit_mod.fit_model(h)
     assert half.path != full.path and fit_mod.current_fit(key, h.revision) in (full.path, half.path)
     a, b = (json.loads((r.path / "detection.json").read_text()) for r in (full, half))
     assert a["settings"]["matmul_dtype"] is None and b["settings"]["matmul_dtype"] == "bfloat16"

@@ -23,10 +23,13 @@ def test_every_item_has_a_known_final_label_from_the_rule(items):
 
 
 def test_split_is_the_recorded_hash_split_and_stratified_by_model_and_batch(items):
-    groups = labels.split_groups([{"model": x.model, "batch": x.batch, "id": x.id} for x in items])
-    assert labels.split_labels(groups) == {x.id: x.split for x in items}
+    fresh = [x for x in items if x.batch in labels.FRESH_BATCHES]
+    assert all(x.split == "test" for x in fresh)  # a fresh batch is held out whole
+    rest = [x for x in items if x.batch not in labels.FRESH_BATCHES]
+    groups = labels.split_groups([{"model": x.model, "batch": x.batch, "id": x.id} for x in rest])
+    assert labels.split_labels(groups) == {x.id: x.split for x in rest}
     for g, ids in groups.items():
-        n_test = sum(1 for x in items if f"{x.model}/{x.batch}" == g and x.split == "test")
+        n_test = sum(1 for x in rest if f"{x.model}/{x.batch}" == g and x.split == "test")
         assert n_test == len(ids) // 2
     # a batch drawn later leaves the earlier batches' split as it was: within the first two batches the groups are
     # the models, as they were when batch2 was added
@@ -62,3 +65,22 @@ def test_label_rates_count_every_item_once_by_condition(items):
     b3 = [r for r in rates if r["batch"] == "batch3" and r["condition"] == "probe" and r["alpha"] == "alpha > 0"]
     mine = [x for x in items if x.batch == "batch3" and x.condition == "probe" and x.alpha > 0]
     assert b3[0]["n"] == len(mine) and b3[0]["counts"].get("empathic_choice", 0) == sum(x.label == "empathic_choice" for x in mine)
+
+
+def test_build_holds_a_fresh_batch_out_whole_and_leaves_the_others_split(tmp_path):
+    import json
+
+    def stage(batch, n, model="m"):
+        rows = [{"id": f"{batch}-{i}", "scenario": "maze", "reply": f"reply {i}"} for i in range(n)]
+        key = [{"id": r["id"], "model": model, "scenario": "maze", "layer": 1, "seed": i, "alpha": 0.1,
+                "condition": "probe", "direction": ""} for i, r in enumerate(rows)]
+        for name, data in (("blind", rows), ("key", key), ("labels_A", [{"id": r["id"], "label": "task_choice"} for r in rows]),
+                           ("labels_B", [{"id": r["id"], "label": "task_choice"} for r in rows]), ("labels_C", [])):
+            (tmp_path / f"{batch}_{name}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in data))
+
+    stage("batch1", 10)
+    stage(labels.FRESH_BATCHES[0], 6)
+    items = labels.build(tmp_path, tmp_path / "out.jsonl")
+    first = [x for x in items if x.batch == "batch1"]
+    fresh = [x for x in items if x.batch == labels.FRESH_BATCHES[0]]
+    assert sum(x.split == "test" for x in first) == 5 and len(fresh) == 6 and all(x.split == "test" for x in fresh)

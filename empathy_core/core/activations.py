@@ -147,8 +147,11 @@ class Activations:
     n_tokens: torch.Tensor  # (N,) tokens of each text
 
 
-def matmul_autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` to ``dtype`` on ``device``'s type, or nothing when ``dtype`` is None."""
+def matmul_autocast(device: torch.device, dtype: torch.dtype | None, off: bool = False) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to ``dtype`` on ``device``'s type, or nothing when ``dtype`` is None; with ``off``, a region
+    where an enclosing autocast is switched off."""
+    if off:
+        return torch.autocast(device_type=device.type, enabled=False)
     return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
 
 
@@ -207,10 +210,11 @@ def extract_multi(handle: ModelHandle, texts: Sequence[str], poolings: Sequence[
 
         def grab(layer: int, h: torch.Tensor, out_p: dict = out_p, out_n: torch.Tensor = out_n,
                  ws: dict = ws, tm: torch.Tensor = tm) -> None:  # bound now: this batch's buffers
-            h = h.float()  # (B, T, H)
-            for p, w in ws.items():
-                out_p[p][:, layer] = torch.einsum("bth,bt->bh", h, w).cpu()
-            out_n[:, layer] = ((h.norm(dim=-1) * tm).sum(1) / tm.sum(1)).cpu()
+            with matmul_autocast(h.device, None, off=autocast is not None):  # pool in float32, even under autocast
+                h = h.float()  # (B, T, H)
+                for p, w in ws.items():
+                    out_p[p][:, layer] = torch.einsum("bth,bt->bh", h, w).cpu()
+                out_n[:, layer] = ((h.norm(dim=-1) * tm).sum(1) / tm.sum(1)).cpu()
 
         with handle.lock, tap_layers(handle, grab), matmul_autocast(handle.device, autocast):
             trunk(input_ids=enc.input_ids.to(handle.device), attention_mask=enc.attention_mask.to(handle.device),

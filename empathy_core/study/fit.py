@@ -4,16 +4,19 @@
 
 The result goes to ``$EMPATHY_CACHE/fits/<model>/<hash>/`` (``probes.safetensors``,
 ``detection.json`` and ``fit.json``, written last), never into ``precomputed/``. The hash covers
-the model id, its revision, the dataset's sha256 and the code version, so a changed dataset or
-code makes a fresh fit, and a later visit or a restarted app finds the old one.
+the model id, its revision, the dataset's sha256 and the code version (with the matmul autocast dtype
+where there is one: ``fit_version``), so a changed dataset or code makes a fresh fit, and a later visit
+or a restarted app finds the old one.
 
 ``Fitter`` runs one fit at a time per model: a second caller asking for the same model while
 it runs gets the same job and waits for it.
 
 On a CPU with bfloat16 matrix units (AMX or AVX512-BF16) the fit's forward passes run their matrix
 products in bfloat16 under ``torch.autocast`` (``fit_matmul_dtype``; about 2-3x faster there), the
-weights staying float32; ``fit.json`` and the record say so. ``EMPATHY_FIT_MATMUL=float32`` turns it
-off, ``=bfloat16`` forces it. Precompute never uses it: the committed results are float32.
+weights staying float32 and the pooling done in float32; ``fit.json`` and the record say so.
+``EMPATHY_FIT_MATMUL=float32`` turns it off for a new fit, ``=bfloat16`` forces it (for a float32 model);
+a fit already in the cache is used as found, whichever it was (``fit --refresh`` fits again, and the
+newest fit is the one found). Precompute never uses it: the committed results are float32.
 """
 
 from __future__ import annotations
@@ -72,11 +75,11 @@ def fit_matmul_dtype(handle: ModelHandle) -> str | None:
     want = os.environ.get(MATMUL_ENV, "").strip().lower()
     if want in ("float32", "none", "off"):
         return None
+    cpu_f32 = handle.device.type == "cpu" and handle.dtype == torch.float32
     if want == "bfloat16":
-        return "bfloat16"
+        return "bfloat16" if handle.dtype == torch.float32 else None  # a bfloat16 model has nothing to autocast
     if want:
         raise ValueError(f"{MATMUL_ENV}={want!r}: use float32 or bfloat16")
-    cpu_f32 = handle.device.type == "cpu" and handle.dtype == torch.float32
     return "bfloat16" if cpu_f32 and cpu_has_bf16_matmul() else None
 
 

@@ -213,7 +213,7 @@ EMPATHIC_PRECISION = 0.80  # the goal; t_empathic is fitted to reach it on out-o
 def _precision_cut(s: np.ndarray, pos: np.ndarray, target: float = EMPATHIC_PRECISION) -> float:
     """The cut at which ``s >= cut`` is most credibly precise: the highest lower bound of the 95% Wilson interval
     of its precision (so 9 of 10 beats 2 of 2), among cuts whose precision reaches ``target``; ties keep the higher
-    cut. Above every score (the call never fires) where no cut reaches ``target``."""
+    cut. Above every score (the call never fires) where no cut reaches ``target``; 0.0 when ``s`` is empty."""
     from .metrics import wilson_ci
 
     best, best_lb = (float(s.max()) + 1e-6 if s.size else 0.0), -1.0
@@ -250,7 +250,7 @@ CUTOFF_RULES = {"t_empathic": "the cut-off with the highest lower 95% Wilson bou
 def fit_call(train: Sequence[Row], t: GateThresholds, beta: float = 0.5) -> dict[str, float]:
     """The empathy judge's two cut-offs, fitted on the train rows that pass every gate (``CUTOFF_RULES``):
     ``t_empathic`` for precision (the goal's 0.80), ``t_task`` for F-beta (beta 0.5 weighs precision). With no
-    labelled positive passing the gates the cut-off lies beyond every score, so the call never fires."""
+    labelled positive passing the gates the cut-off lies beyond every train score (0.0 if no train row passes)."""
     v = verdicts_of(train, t)
     rows = [r for r, g in zip(train, v) if g.passes]
     s = np.array([r.empathy for r in rows])
