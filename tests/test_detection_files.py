@@ -133,5 +133,15 @@ def test_about_and_readme_show_the_committed_steering_table():
     assert report.validation_table(store.load_shared("judge_validation.json")) in readme
     for key in BUNDLED:
         ev = store.load_optional(key, "steering.json")["evaluation"]
-        probe = next(r for r in ev["rates"] if r["condition"] == "probe" and r["sign"] == "pos")
-        assert f"({probe['successes']}/{probe['n']})" in table and f"layer {ev['chosen']['layer']}" in table
+        probe = next((r for r in ev["rates"] if r["condition"] == "probe" and r["sign"] == "pos"), None)
+        want = "— (n = 0)" if probe is None else f"({probe['successes']}/{probe['n']})"  # no eligible baseline: no rate
+        assert want in _cell(table, "probe direction, α > 0", key) and f"layer {ev['chosen']['layer']}" in _cell(
+            table, "chosen on the choose-seeds", key)
+
+
+def _cell(table: str, row: str, key: str) -> str:
+    """One model's cell of a markdown table whose header names the models."""
+    lines = [ln for ln in table.splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    (line,) = [ln for ln in lines if ln.strip("|").split("|")[0].strip().startswith(row)]
+    return [c.strip() for c in line.strip("|").split("|")][header.index(key)]

@@ -138,15 +138,18 @@ def test_precision_cut_is_the_most_credibly_precise_cut_that_reaches_the_target(
 
 
 def test_a_fresh_batch_is_reported_on_its_own_and_holds_the_goal():
+    from empathy_core.study.labels import FRESH_BATCHES
+
+    FRESH = FRESH_BATCHES[0]
     rows = _toy()
-    fresh = [dataclasses.replace(r, item=dataclasses.replace(r.item, id="f" + r.item.id, batch="batch5", split="test",
+    fresh = [dataclasses.replace(r, item=dataclasses.replace(r.item, id="f" + r.item.id, batch=FRESH, split="test",
                                                              label="task_choice"))
              for r in rows[:40] if r.item.label == "empathic_choice"]  # called empathic, labelled task: all wrong
     rep = validation.validate(rows + fresh)
     base = validation.validate(rows)
     assert rep["cutoffs"] == base["cutoffs"] and rep["thresholds"] == base["thresholds"]  # fresh rows fit nothing
     fr = rep["test_fresh"]
-    assert fr["batches"] == ["batch5"] and fr["empathic_call"]["n"] == len(fresh)
+    assert fr["batches"] == [FRESH] and fr["empathic_call"]["n"] == len(fresh)
     assert fr["empathic_call"]["precision"] == 0.0 and not rep["goal"]["met"] and "fresh batch" in rep["goal"]["rule"]
     assert rep["goal"]["predicted"] == fr["empathic_call"]["predicted"] > 0
     lo, hi = rep["goal"]["precision_ci"]

@@ -100,10 +100,19 @@ def test_confound_axes_figure_and_the_trust_line_name_the_baseline(data):
 def test_steering_figures(data):
     _check(plots.dose_response_figure(data["steer"]))
     _check(plots.dose_response_figure(data["steer"], scenario="maze", layer=data["steer"]["best_steering_layer"]))
-    fig = _check(plots.success_figure(data["steer"]))
-    probe_pos = next(r for r in data["steer"]["rates"] if (r["condition"], r["layer"], r["sign"]) == ("probe", "all", "pos"))
+    qwen = _load("qwen2.5-coder-0.5b/steering.json")
+    fig = _check(plots.success_figure(qwen))
+    probe_pos = next(r for r in qwen["rates"] if (r["condition"], r["layer"], r["sign"]) == ("probe", "all", "pos"))
     assert fig.data[0].y[0] == pytest.approx(probe_pos["rate"])
+    assert not fig.layout.annotations
     _check(plots.coherence_figure(data["steer"]))
+
+
+def test_success_figure_says_when_no_baseline_was_eligible(data):
+    empty = {**data["steer"], "rates": []}
+    fig = _check(plots.success_figure(empty))
+    assert all(len(t.x) == 0 for t in fig.data)
+    assert any("n = 0" in a.text for a in fig.layout.annotations)
 
 
 def test_cross_model_figures(data):

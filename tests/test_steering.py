@@ -253,32 +253,149 @@ def test_stream_yields_growing_rows(tiny_models):
     assert len(lengths) >= 2 and lengths[0] <= lengths[-1]
 
 
-@pytest.mark.parametrize("rows", [1, 2, 5, 16, 40])
-def test_small_batch_linear_matches_stock_linear(rows):
-    from empathy_core.core.fast_linear import use_small_batch_linear
-
+def _linear_pair(out_features=40, in_features=24, bias=True):
     torch.manual_seed(0)
-    lin = torch.nn.Linear(24, 40)
-    ref = torch.nn.Linear(24, 40)
+    lin = torch.nn.Linear(in_features, out_features, bias=bias)
+    ref = torch.nn.Linear(in_features, out_features, bias=bias)
     ref.load_state_dict(lin.state_dict())
-    assert use_small_batch_linear(torch.nn.Sequential(lin)) == 1
+    return lin, ref
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 7, 64, 65])
+@pytest.mark.parametrize("bias", [True, False])
+def test_packed_linear_matches_stock_linear(rows, bias):
+    from empathy_core.core.fast_linear import packed_bytes, packed_linear_available, use_packed_linear
+
+    if not packed_linear_available():
+        pytest.skip("this torch build has no oneDNN linear kernels")
+    lin, ref = _linear_pair(bias=bias)
+    seq = torch.nn.Sequential(lin)
+    assert use_packed_linear(seq) == 1
     x = torch.randn(rows, 1, 24)
-    if rows == 1:
-        assert torch.equal(lin(x), ref(x))  # one row keeps the stock path: bit-identical
-    torch.testing.assert_close(lin(x), ref(x), atol=1e-5, rtol=1e-5)
+    with torch.inference_mode():
+        got, want = lin(x), ref(x)
+    if 4 <= rows <= 64:  # a decode step the packed path takes: equal up to float rounding
+        assert packed_bytes(seq) > 0
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    else:  # one to three rows, or more than 64: the stock kernel, bit for bit
+        assert packed_bytes(seq) == 0 and torch.equal(got, want)
 
 
-def test_small_batch_linear_keeps_steering_exact(tiny_models):
-    from empathy_core.core.fast_linear import use_small_batch_linear
+def test_packed_linear_leaves_other_shapes_and_autograd_on_the_stock_path():
+    from empathy_core.core.fast_linear import packed_bytes, use_packed_linear
+
+    lin, ref = _linear_pair()
+    seq = torch.nn.Sequential(lin)
+    use_packed_linear(seq)
+    prompt = torch.randn(1, 9, 24)  # a prompt's forward pass: several positions in one row
+    flat = torch.randn(7, 24)  # not a decode step's (rows, 1, hidden)
+    with torch.inference_mode():
+        assert torch.equal(lin(prompt), ref(prompt)) and torch.equal(lin(flat), ref(flat))
+    x = torch.randn(7, 1, 24)
+    assert torch.equal(lin(x), ref(x))  # autograd on: stock, so gradients still flow
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(lin(x), ref(x))  # under autocast: the stock (autocast) path
+    assert packed_bytes(seq) == 0
+
+
+def test_packed_linear_follows_a_changed_weight_and_stays_stock_when_memory_is_short(monkeypatch):
+    from empathy_core.core import fast_linear
+
+    lin, ref = _linear_pair()
+    seq = torch.nn.Sequential(lin)
+    fast_linear.use_packed_linear(seq)
+    x = torch.randn(5, 1, 24)
+    with torch.inference_mode():
+        lin(x)
+    with torch.no_grad():
+        lin.weight.mul_(2.0)
+        ref.weight.mul_(2.0)
+    with torch.inference_mode():
+        torch.testing.assert_close(lin(x), ref(x), atol=1e-5, rtol=1e-5)  # packed again from the new weight
+    fast_linear.use_stock_linear(seq)
+    assert fast_linear.packed_bytes(seq) == 0
+    fast_linear.use_packed_linear(seq)
+    monkeypatch.setattr(fast_linear, "available_cpu_bytes", lambda: 0)
+    with torch.inference_mode():
+        assert torch.equal(lin(x), ref(x))
+    assert fast_linear.packed_bytes(seq) == 0
+    monkeypatch.setattr(fast_linear, "available_cpu_bytes", lambda: 1 << 50)  # memory is free again
+    with torch.inference_mode():
+        lin(x)
+    assert fast_linear.packed_bytes(seq) == 0  # not asked again before RETRY_SECONDS
+    monkeypatch.setattr(fast_linear, "RETRY_SECONDS", 0.0)
+    with torch.inference_mode():
+        torch.testing.assert_close(lin(x), ref(x), atol=1e-5, rtol=1e-5)
+    assert fast_linear.packed_bytes(seq) > 0
+
+
+def test_packed_linear_frees_a_dropped_model_without_gc_and_skips_inference_weights():
+    import gc
+    import weakref
+
+    from empathy_core.core.fast_linear import packed_bytes, use_packed_linear
+
+    lin, _ = _linear_pair()
+    use_packed_linear(torch.nn.Sequential(lin))
+    dead = weakref.ref(lin)
+    gc.disable()
+    try:
+        del lin
+        assert dead() is None  # no reference cycle through the patched forward
+    finally:
+        gc.enable()
+    with torch.inference_mode():
+        made_inside = torch.nn.Linear(24, 40)  # its weight is an inference tensor: no version counter
+        ref = torch.nn.Linear(24, 40)
+        ref.load_state_dict(made_inside.state_dict())
+    seq = torch.nn.Sequential(made_inside)
+    use_packed_linear(seq)
+    x = torch.randn(5, 1, 24)
+    with torch.inference_mode():
+        assert torch.equal(made_inside(x), ref(x))  # the stock path, no error
+    assert packed_bytes(seq) == 0
+
+
+@pytest.mark.parametrize("value, wanted", [(None, True), ("1", True), ("0", False), ("yes", None)])
+def test_packed_linear_switch(monkeypatch, value, wanted):
+    from empathy_core.core.fast_linear import packed_linear_wanted
+
+    if value is None:
+        monkeypatch.delenv("EMPATHY_PACKED_LINEAR", raising=False)
+    else:
+        monkeypatch.setenv("EMPATHY_PACKED_LINEAR", value)
+    if wanted is None:
+        with pytest.raises(ValueError, match="EMPATHY_PACKED_LINEAR"):
+            packed_linear_wanted()
+    else:
+        assert packed_linear_wanted() is wanted
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
+def test_packed_linear_keeps_steering_exact_in_a_strip(tiny_models, arch):
+    """Seven rows (the dose-response strip) decode through the packed path; each row still equals the same
+    alpha run alone on the stock path (tokens, and logits within 1e-4), and alpha = 0 with and without the
+    hooks is bit-identical on the packed path too."""
+    from empathy_core.core.fast_linear import packed_bytes, packed_linear_available, use_packed_linear, use_stock_linear
     from empathy_core.testing import tiny_model
 
-    h = tiny_model("llama", tokenizer=tiny_models["llama"].tokenizer, seed=5)
-    use_small_batch_linear(h.model)
+    if not packed_linear_available():
+        pytest.skip("this torch build has no oneDNN linear kernels")
+    h = tiny_model(arch, tokenizer=tiny_models[arch].tokenizer, seed=5)
     ids = _prompt(h)
-    alphas = [0.0, 2.0, -1.0]
+    alphas = [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
     vec = _vec(h)
-    with steer(h, vec, alphas):
-        toks_b, logits_b = gen(h, ids.repeat(3, 1), n=6)
+    use_packed_linear(h.model)
+    try:
+        with steer(h, vec, alphas):
+            toks_b, logits_b = gen(h, ids.repeat(7, 1), n=6)
+        with steer(h, vec, 0.0):
+            toks_z, logits_z = gen(h, ids.repeat(7, 1), n=6)
+        toks_p, logits_p = gen(h, ids.repeat(7, 1), n=6)
+        assert packed_bytes(h.model) > 0
+        assert torch.equal(logits_z, logits_p) and torch.equal(toks_z, toks_p)
+    finally:
+        use_stock_linear(h.model)
     for i, a in enumerate(alphas):
         with steer(h, vec, a):
             toks_1, logits_1 = gen(h, ids, n=6)

@@ -209,8 +209,11 @@ class Service:
         h = load_model(key)  # ModelUnavailable is a UserError: its message says how to obtain the model
         with self._lock:
             self._handles[key] = h
+            evicted = len(self._handles) > self.max_models
             while len(self._handles) > self.max_models:
                 self._handles.popitem(last=False)
+        if evicted:
+            gc.collect()  # free the evicted model's weights now, not at the next load
         return h
 
     def handle(self, key: str) -> ModelHandle:

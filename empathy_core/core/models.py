@@ -9,8 +9,9 @@ a GGUF file on every load (15-40 s here), so the first load writes the dequantiz
 weights and the tokenizer as safetensors to a cache directory, and later loads read that
 (under 3 s). The cache lives in ``$EMPATHY_CACHE`` or ``~/.cache/empathy_probes``.
 
-Tiny random-init test models live in ``empathy_core/testing.py``; the opt-in CPU small-batch
-linear path (``EMPATHY_SMALL_BATCH_LINEAR=1``; off by default, measured there) lives in ``core/fast_linear.py``.
+Tiny random-init test models live in ``empathy_core/testing.py``; the CPU linear path for batched
+decode steps of 4-64 rows (on for float32 models, ``EMPATHY_PACKED_LINEAR=0`` turns it off; measured
+there) lives in ``core/fast_linear.py``.
 
 Example:
     >>> from empathy_core.core.models import load_model
@@ -37,7 +38,7 @@ import torch
 
 from .. import __version__
 from ..errors import UserError
-from .fast_linear import use_small_batch_linear
+from .fast_linear import packed_linear_wanted, use_packed_linear
 from .memory import ModelTooBig, Plan, check_fits, estimate, load_config
 
 __all__ = ["ModelTooBig", "ModelUnavailable", "ModelHandle", "load_model", "REGISTRY", "BUNDLED"]
@@ -397,8 +398,8 @@ def load_model(key_or_path: str, device: str | None = None, dtype: str | None = 
                          is_chat=bool(getattr(tok, "chat_template", None)), from_cache=from_cache)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    if handle.device.type == "cpu" and os.environ.get("EMPATHY_SMALL_BATCH_LINEAR", "0") == "1":
-        use_small_batch_linear(model)  # opt-in: with torch 2.13's MKL the stock path is the faster one (fast_linear.py)
+    if handle.device.type == "cpu" and handle.dtype == torch.float32 and packed_linear_wanted():
+        use_packed_linear(model)  # oneDNN for decode steps of 4-64 rows, where MKL is slowest (fast_linear.py)
     handle.load_seconds = time.perf_counter() - t0
     return handle
 
