@@ -224,3 +224,18 @@ def test_float32_and_bfloat16_matmul_fits_are_kept_apart_and_either_is_found(tmp
     # the same experiment: every layer's test AUROC agrees closely (a random-init model, so the values are noisy)
     diffs = [abs(x["auroc_test"] - y["auroc_test"]) for x, y in zip(a["layers"], b["layers"])]
     assert len(diffs) == h.n_layers and max(diffs) < 0.1
+
+
+def test_load_model_packs_only_float32_cpu_models_and_honours_the_switch(model_dir, monkeypatch):
+    """The packed decode path (core/fast_linear.py) goes on float32 models on CPU, not on bfloat16 ones, and
+    EMPATHY_PACKED_LINEAR=0 leaves every layer on the stock path."""
+    from empathy_core.core.fast_linear import packed_linear_available
+
+    def patched(h):
+        return [("forward" in m.__dict__) for m in h.model.modules() if type(m) is torch.nn.Linear]
+
+    monkeypatch.delenv("EMPATHY_PACKED_LINEAR", raising=False)
+    assert all(patched(load_model(str(model_dir)))) is packed_linear_available()
+    assert not any(patched(load_model(str(model_dir), dtype="bfloat16")))
+    monkeypatch.setenv("EMPATHY_PACKED_LINEAR", "0")
+    assert not any(patched(load_model(str(model_dir))))
