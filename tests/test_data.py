@@ -157,3 +157,16 @@ def test_sanity_set_rules():
 def test_check_command_fails_on_bad_data(monkeypatch):
     monkeypatch.setattr(dataset, "check_tone", lambda pairs=None: ["warmth: 10 vs 1"])
     assert dataset.main(["check"]) == 1
+
+
+def test_a_later_writing_round_is_split_on_its_own():
+    """Adding a round's pairs leaves every earlier pair's split as it was; the new round gets its own 60/20/20."""
+    from dataclasses import replace
+
+    first = [p for p in dataset.load_pairs() if p.batch == "r1"]
+    before = {p.id: p.split for p in dataset.split_pairs(first)}
+    extra = [replace(first[i], id=f"zz-p{i:03d}", batch="r9", split="") for i in range(20)]
+    after = {p.id: p.split for p in dataset.split_pairs(first + extra)}
+    assert all(after[i] == s for i, s in before.items())
+    new = collections.Counter(after[p.id] for p in extra)
+    assert sum(new.values()) == 20 and all(new[s] > 0 for s in ("train", "dev", "test"))

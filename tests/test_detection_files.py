@@ -82,7 +82,7 @@ def test_sanity_set_floors(key):
     s = store.load_detection(key)["reports"]["default"]["sanity"]
     m = s["summary"]
     assert m["cannot_judge_items_caught"] == 1.0  # every punctuation / number / single-word text
-    assert m["off_topic_cannot_judge_or_task"] >= 0.85
+    assert m["off_topic_cannot_judge_or_task"] >= FLOORS[key]["off_topic"]
     assert m["hostile_dismissive_task_side_or_cannot_judge"] >= FLOORS[key]["hostile_or_cj"]
     assert m["warm_empathic_side"] >= FLOORS[key]["warm"]
     assert max(s["gate_false_cannot_judge"].values()) <= FLOORS[key]["gate_false_max"]
@@ -94,20 +94,30 @@ def test_sanity_set_floors(key):
 
 # measured (detection.json) minus about 0.1 (two of 20 texts) for the fractions, plus 0.05 for the gate's false rate
 FLOORS: dict[str, dict[str, float]] = {
-    "smollm2-135m": {"hostile_or_cj": 0.85, "warm": 0.85, "gate_false_max": 0.20},
-    "qwen2.5-coder-0.5b": {"hostile_or_cj": 0.65, "warm": 0.65, "gate_false_max": 0.15},
-    "gemma3-270m": {"hostile_or_cj": 0.40, "warm": 0.85, "gate_false_max": 0.10},
+    "smollm2-135m": {"hostile_or_cj": 0.80, "warm": 0.85, "off_topic": 0.90, "gate_false_max": 0.17},
+    "qwen2.5-coder-0.5b": {"hostile_or_cj": 0.80, "warm": 0.75, "off_topic": 0.70, "gate_false_max": 0.10},
+    "gemma3-270m": {"hostile_or_cj": 0.70, "warm": 0.85, "off_topic": 0.90, "gate_false_max": 0.13},
 }
 
 # The dev-chosen default's test-side numbers, a little below what was measured: regression floors, not the issue's
 # goals (test >= 0.90 and >= TF-IDF + 0.03, minimal >= 0.85, LOSO >= 0.80, graded >= 0.70, long-form >= 0.85), which
 # neither model reaches (README, Detection results).
 GOAL_FLOORS: dict[str, dict[str, float]] = {
-    "smollm2-135m": {"test_auroc": 0.82, "minimal_test_auroc": 0.71, "loso_test_auroc_mean": 0.72, "graded_spearman": 0.54,
-                     "longform_test_auroc_short_fit": 0.81},
-    "qwen2.5-coder-0.5b": {"test_auroc": 0.70, "minimal_test_auroc": 0.64, "loso_test_auroc_mean": 0.60,
-                           "graded_spearman": 0.49, "longform_test_auroc_short_fit": 0.77},
+    "smollm2-135m": {"test_auroc": 0.82, "minimal_test_auroc": 0.74, "loso_test_auroc_mean": 0.72, "graded_spearman": 0.57,
+                     "longform_test_auroc_short_fit": 0.88},
+    "qwen2.5-coder-0.5b": {"test_auroc": 0.79, "minimal_test_auroc": 0.74, "loso_test_auroc_mean": 0.70,
+                           "graded_spearman": 0.63, "longform_test_auroc_short_fit": 0.80},
 }
+
+
+@pytest.mark.parametrize("key", sorted(GOAL_FLOORS))
+def test_default_probe_stays_blind_to_tone_on_the_held_back_confounds(key):
+    """The goal this data round met for these two models: on every axis the held-back confound AUROC is in
+    [0.40, 0.60] with its bootstrap CI in [0.35, 0.65] (Gemma's length axis is not, so Gemma is not here)."""
+    conf = store.load_detection(key)["reports"]["default"]["confound_heldout"]
+    for axis in ("sentiment", "politeness", "length", "enthusiasm"):
+        a = conf[axis]
+        assert a["n_items"] >= 30 and 0.40 <= a["auroc"] <= 0.60 and 0.35 <= a["ci"][0] and a["ci"][1] <= 0.65, (axis, a)
 
 
 @pytest.mark.parametrize("key", sorted(GOAL_FLOORS))

@@ -82,6 +82,7 @@ class Pair:
     split: str = ""  # train | dev | test, assigned once by assign_splits()
     empathic_level: int | None = None  # rubric level of each side: the main contrast is 2 vs 0
     task_level: int | None = None
+    batch: str = "r1"  # writing round: "r1" (rounds 1-2, split over the scenario) or "r3" (split on its own)
 
 
 @dataclass(frozen=True)
@@ -336,14 +337,14 @@ def check_graded(items: Sequence[Graded] | None = None) -> list[str]:
 
 
 def split_pairs(pairs: Sequence[Pair], seed: int = 0) -> list[Pair]:
-    """Assign a 60/20/20 split stratified by scenario (used once, when the data is built).
+    """Assign a 60/20/20 split stratified by scenario and writing round (used once, when the data is built).
 
-    Deterministic: each scenario's pairs are ordered by a hash of their id and seed, then
-    cut at 60% and 80%.
+    Deterministic: each (scenario, batch) group's pairs are ordered by a hash of their id and seed, then cut at
+    60% and 80%. A later round is split on its own, so adding it leaves every earlier pair's split as it was.
     """
     out = []
-    for s in SCENARIO_IDS:
-        rows = sorted((p for p in pairs if p.scenario == s),
+    for s, batch in sorted({(p.scenario, p.batch) for p in pairs}, key=lambda k: (SCENARIO_IDS.index(k[0]), k[1])):
+        rows = sorted((p for p in pairs if p.scenario == s and p.batch == batch),
                       key=lambda p: hashlib.sha256(f"{seed}:{p.id}".encode()).hexdigest())
         n = len(rows)
         a, b = round(0.6 * n), round(0.8 * n)
