@@ -4,7 +4,7 @@
     python -m empathy_core score --model smollm2-135m [--layer N|best] --in IN.jsonl --out OUT.jsonl
     python -m empathy_core export --model smollm2-135m --layer best [--alpha A] --format safetensors|gguf --out FILE
     python -m empathy_core fit --model ID_OR_PATH [--refresh]
-    python -m empathy_core gpu-check --json OUT [--sizes tiny|study] [--dtypes bf16,fp16] [--parts ...]
+    python -m empathy_core gpu-check --json OUT [--sizes tiny|study] [--dtypes bf16,fp16] [--parts ...] [--models ...]
     python -m empathy_core precompute --model smollm2-135m [--quick] [--refresh] [--only detection|steering] [--out-dir DIR]
     python -m empathy_core validate-judges [--out FILE]
     python -m empathy_core bench --model smollm2-135m [--json OUT]
@@ -180,7 +180,7 @@ def cmd_results_table(a: argparse.Namespace) -> int:
 def cmd_gpu_check(a: argparse.Namespace) -> int:
     from .gpu_check import main as gpu_check_main
 
-    return gpu_check_main(a.json, a.sizes, a.dtypes, a.parts)
+    return gpu_check_main(a.json, a.sizes, a.dtypes, a.parts, a.models)
 
 
 def cmd_validate_judges(a: argparse.Namespace) -> int:
@@ -290,6 +290,8 @@ def _add_fit_parsers(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--dtypes", default="bf16,fp16", help="comma-separated: bf16, fp16, fp32")
     g.add_argument("--parts", default="exactness,generation,extraction,fit",
                    help="comma-separated subset of exactness, generation, extraction, fit")
+    g.add_argument("--models", default="Qwen2.5-7B,Llama-3.1-8B,Phi-3-mini",
+                   help="comma-separated subset of the timed configs: Qwen2.5-7B, Llama-3.1-8B, Phi-3-mini")
     g.set_defaults(func=cmd_gpu_check)
     bf = sub.add_parser("bench-fit", help="time fitting the probe in the app while another visitor's replays answer")
     bf.add_argument("--model", default="smollm2-135m")

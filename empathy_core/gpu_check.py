@@ -16,9 +16,10 @@ Exactness, on tiny random-init llama, qwen2, phi3 and gemma3 in each dtype:
 Timings (``--sizes study``: random-init weights from the exact configs of Qwen2.5-7B-Instruct,
 Llama-3.1-8B and Phi-3-mini in ``core/study_configs``, so the same shapes and cost; ``--sizes
 tiny``: the same configs at width 4 per head, for a dry run on CPU):
-  the full detection fit (extraction of the whole dataset, every probe method, all metrics),
+  the full detection fit as ``fit`` runs it (extraction of every table, every candidate of RULE.md's grid, the
+  rule, the reports and the text-only baselines),
   extraction alone at batch 128 and 32, plain vs steered decode of 128 tokens, and single,
-  side-by-side and 7-α generation of 128 tokens.
+  side-by-side and 7-α generation of 128 tokens (these five interleaved round by round, medians of 3 rounds).
 
 It needs torch, transformers, numpy, scipy, scikit-learn, safetensors, tokenizers and tqdm,
 never gradio or plotly (``tests/test_gpu_check.py`` imports it with those blocked). On a
@@ -72,6 +73,22 @@ def _timed(fn: Callable[[], object], device: torch.device, repeats: int = 3) -> 
         _sync(device)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def _interleaved(fns: dict[str, Callable[[], object]], device: torch.device, rounds: int = 3) -> tuple[dict, dict]:
+    """Median seconds of each function over ``rounds`` rounds that run every function once, in turn, after one
+    warm-up each, so that a machine's drift between rounds falls on all of them alike (the raw rounds come back too)."""
+    for fn in fns.values():
+        fn()
+    raw: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            _sync(device)
+            t = time.perf_counter()
+            fn()
+            _sync(device)
+            raw[k].append(round(time.perf_counter() - t, 4))
+    return {k: statistics.median(v) for k, v in raw.items()}, raw
 
 
 def _request(h: ModelHandle, alphas: tuple[float, ...], new_tokens: int, greedy: bool = True, seed: int = 0,
@@ -151,25 +168,31 @@ def study_handle(key: str, device: torch.device, dtype: torch.dtype, tiny: bool)
 
 
 def time_fit(h: ModelHandle, quick: bool) -> dict:
-    """The full detection fit: extraction of the whole dataset once, then every probe method with all its metrics.
+    """The full detection fit as ``fit`` runs it (``run_detection``): extraction of every table at both poolings,
+    the study's probe with its per-layer controls, every candidate of RULE.md's grid, the rule, the test-side reports,
+    the can't-judge gate and the text-only baselines.
 
-    ``quick`` (the CPU dry run) cuts the bootstrap and random-direction counts; the record says so.
+    The MiniLM baseline is left out where its package is missing (a lent machine); it reads text only, so its cost is
+    the same for every model. ``quick`` (the CPU dry run) cuts the bootstrap and random-direction counts. The tokenizer
+    is the word-level test tokenizer, so texts are a little shorter in tokens than under the real one.
     """
-    from .study.experiments import DetectionSettings, detection_metrics, fit_probe, gather
+    from .study.experiments import DetectionSettings, run_detection
+    from .study.judges import embedding_model_dir
 
-    s = DetectionSettings(batch_size=32, n_boot=100 if quick else 1000, n_random=20 if quick else 200)
+    try:
+        embedding_model_dir()
+        baselines: tuple[str, ...] = ("tfidf_logreg", "minilm_logreg")
+    except FileNotFoundError:
+        baselines = ("tfidf_logreg",)
+    s = DetectionSettings(n_boot=100 if quick else 1000, n_random=20 if quick else 200, baselines=baselines)
     _sync(h.device)
     t0 = time.perf_counter()
-    data = gather(h, s)
+    _, rec = run_detection(h, s)
     _sync(h.device)
-    res: dict[str, Any] = {"n_boot": s.n_boot, "n_random": s.n_random, "activations_s": round(time.perf_counter() - t0, 2)}
-    for method in ("mean_diff", "logistic", "pca"):
-        t = time.perf_counter()
-        ms = DetectionSettings(method=method, batch_size=32, n_boot=s.n_boot, n_random=s.n_random)
-        detection_metrics(data, fit_probe(data, ms, {"method": method}), ms)
-        res[f"{method}_s"] = round(time.perf_counter() - t, 2)
-    res["total_s"] = round(time.perf_counter() - t0, 2)
-    return res
+    d = rec["default"]
+    return {"n_boot": s.n_boot, "n_random": s.n_random, "batch_size": s.batch_size, "baselines": list(baselines),
+            "activations_s": rec["seconds"]["activations"], "rule_s": rec["seconds"]["rule"],
+            "total_s": round(time.perf_counter() - t0, 2), "default": f"{d['method']} {d['pooling']} layer {d['layer']}"}
 
 
 def time_extraction(h: ModelHandle) -> dict:
@@ -196,25 +219,29 @@ def time_generation(h: ModelHandle, new_tokens: int = NEW_TOKENS) -> dict:
         with steer(h, vecs, 4.0):
             h.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)
 
-    t_plain, t_steer = _timed(plain, h.device), _timed(steered, h.device)
-    single = _timed(lambda: side_by_side(h, req), h.device)
-    pair = _timed(lambda: side_by_side(h, _request(h, (0.0, 4.0), new_tokens)), h.device)
-    strip = _timed(lambda: side_by_side(h, _request(h, tuple(float(a) for a in range(-3, 4)), new_tokens)), h.device)
+    med, raw = _interleaved({
+        "plain": plain, "steered": steered, "single": lambda: side_by_side(h, req),
+        "pair": lambda: side_by_side(h, _request(h, (0.0, 4.0), new_tokens)),
+        "strip": lambda: side_by_side(h, _request(h, tuple(float(a) for a in range(-3, 4)), new_tokens))}, h.device)
+    t_plain, t_steer, single, pair, strip = (med[k] for k in ("plain", "steered", "single", "pair", "strip"))
     return {"new_tokens": new_tokens, "plain_tok_s": round(new_tokens / t_plain, 1),
             "steered_tok_s": round(new_tokens / t_steer, 1), "steered_over_plain": round(t_plain / t_steer, 3),
             "single_s": round(single, 3), "side_by_side_s": round(pair, 3), "strip_7_s": round(strip, 3),
-            "side_by_side_over_single": round(pair / single, 3), "strip_7_over_single": round(strip / single, 3)}
+            "side_by_side_over_single": round(pair / single, 3), "strip_7_over_single": round(strip / single, 3),
+            "rounds_s": raw}
 
 
 PARTS = ("exactness", "generation", "extraction", "fit")
 
 
-def timings(device: torch.device, dtype: torch.dtype, tiny: bool, parts: tuple[str, ...] = PARTS) -> dict:
-    """Each study-sized model's timings, for the ``parts`` asked for (printed as each one ends)."""
+def timings(device: torch.device, dtype: torch.dtype, tiny: bool, parts: tuple[str, ...] = PARTS,
+            models: tuple[str, ...] = tuple(TIMING_KEYS)) -> dict:
+    """Each study-sized model's timings (``models``: labels of TIMING_KEYS), for the ``parts`` asked for
+    (printed as each one ends)."""
     steps: dict[str, Callable[[ModelHandle], dict]] = {"generation": time_generation, "extraction": time_extraction,
                                                          "fit": lambda h: time_fit(h, quick=tiny)}
     out: dict[str, Any] = {}
-    for label, key in TIMING_KEYS.items():
+    for label, key in ((m, TIMING_KEYS[m]) for m in models):
         h = study_handle(key, device, dtype, tiny)
         n_params = sum(p.numel() for p in h.model.parameters())
         out[label] = {"config": key, "params": n_params, "n_layers": h.n_layers, "hidden": h.hidden_size}
@@ -227,8 +254,12 @@ def timings(device: torch.device, dtype: torch.dtype, tiny: bool, parts: tuple[s
     return out
 
 
-def run(sizes: str = "tiny", dtypes: str = "bf16,fp16", device: str | None = None, parts: tuple[str, ...] = PARTS) -> dict:
+def run(sizes: str = "tiny", dtypes: str = "bf16,fp16", device: str | None = None, parts: tuple[str, ...] = PARTS,
+        models: tuple[str, ...] = tuple(TIMING_KEYS)) -> dict:
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    unknown = [m for m in models if m not in TIMING_KEYS]
+    if unknown or not models:
+        raise ValueError(f"Unknown model(s) {unknown or models!r}; choose from {', '.join(TIMING_KEYS)}.")
     names = [d.strip() for d in dtypes.split(",") if d.strip()]
     bad = [d for d in names if d not in DTYPES]
     if bad or not names:
@@ -241,7 +272,8 @@ def run(sizes: str = "tiny", dtypes: str = "bf16,fp16", device: str | None = Non
               "torch": torch.__version__, "python": platform.python_version(), "sizes": sizes, "dtypes": names,
               "exactness": ex, "exactness_ok": all(v["ok"] for v in ex.values()),
               "timing_dtype": str(timing_dtype).removeprefix("torch."),
-              "parts": list(parts), "timings": timings(dev, timing_dtype, tiny=sizes == "tiny", parts=parts)}
+              "parts": list(parts), "timings": timings(dev, timing_dtype, tiny=sizes == "tiny", parts=parts,
+                                                                   models=models)}
     import transformers
 
     result["transformers"] = transformers.__version__
@@ -249,13 +281,14 @@ def run(sizes: str = "tiny", dtypes: str = "bf16,fp16", device: str | None = Non
     return result
 
 
-def main(json_out: str, sizes: str = "tiny", dtypes: str = "bf16,fp16", parts: str = ",".join(PARTS)) -> int:
+def main(json_out: str, sizes: str = "tiny", dtypes: str = "bf16,fp16", parts: str = ",".join(PARTS),
+         models: str = ",".join(TIMING_KEYS)) -> int:
     """Run, write ``json_out``, print a summary; 1 when an exactness check failed."""
     torch.manual_seed(0)
     wanted = tuple(p.strip() for p in parts.split(",") if p.strip())
     if not wanted or set(wanted) - set(PARTS):
         raise ValueError(f"Unknown part(s) in {parts!r}; choose from {', '.join(PARTS)}.")
-    res = run(sizes, dtypes, parts=wanted)
+    res = run(sizes, dtypes, parts=wanted, models=tuple(m.strip() for m in models.split(",") if m.strip()))
     Path(json_out).write_text(json.dumps(res, indent=1) + "\n")
     for name, v in res["exactness"].items():
         print(f"{name:20s} {'ok' if v['ok'] else 'FAILED'}  " + ("" if "error" in v else
@@ -269,7 +302,8 @@ def main(json_out: str, sizes: str = "tiny", dtypes: str = "bf16,fp16", parts: s
               f"{t['extraction']['n_texts']} texts {t['extraction']['batch_128_s']} / {t['extraction']['batch_32_s']} s; "
               f"decode {g['plain_tok_s']} tok/s; steered/plain {g['steered_over_plain']}; side-by-side/single "
               f"{g['side_by_side_over_single']}; 7-α/single {g['strip_7_over_single']}")
-    print(f"wrote {json_out}; exactness {'all pass' if res['exactness_ok'] else 'FAILED'}; {res['seconds']} s")
+    verdict = "not run" if not res["exactness"] else "all pass" if res["exactness_ok"] else "FAILED"
+    print(f"wrote {json_out}; exactness {verdict}; {res['seconds']} s")
     return 0 if res["exactness_ok"] else 1
 
 
@@ -279,5 +313,6 @@ if __name__ == "__main__":
     ap.add_argument("--sizes", default="tiny", choices=["tiny", "study"])
     ap.add_argument("--dtypes", default="bf16,fp16")
     ap.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset of " + ", ".join(PARTS))
+    ap.add_argument("--models", default=",".join(TIMING_KEYS), help="comma-separated subset of " + ", ".join(TIMING_KEYS))
     a = ap.parse_args()
-    sys.exit(main(a.json, a.sizes, a.dtypes, a.parts))
+    sys.exit(main(a.json, a.sizes, a.dtypes, a.parts, a.models))

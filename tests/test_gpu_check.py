@@ -62,3 +62,20 @@ def test_unknown_dtype_is_refused():
 
     with pytest.raises(ValueError, match="Unknown dtype"):
         gpu_check.run("tiny", "fp8")
+
+
+def test_unknown_timing_model_is_refused():
+    from empathy_core import gpu_check
+
+    with pytest.raises(ValueError, match="Unknown model"):
+        gpu_check.run("tiny", "bf16", models=("Mistral-7B",))
+
+
+def test_interleaved_timing_runs_each_function_per_round_in_turn():
+    from empathy_core import gpu_check
+
+    calls: list[str] = []
+    med, raw = gpu_check._interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                                      torch.device("cpu"), rounds=3)
+    assert calls == ["a", "b"] * 4  # one warm-up each, then a, b in every round
+    assert set(med) == {"a", "b"} and all(len(v) == 3 for v in raw.values())
