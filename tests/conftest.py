@@ -6,7 +6,8 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# at most 2 threads; fewer where OMP_NUM_THREADS asks (a suite run beside a long job on the same cores)
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1, int(os.environ.get("OMP_NUM_THREADS") or 2))))
 
 FAST_ARCHS = ("llama", "qwen2", "phi3", "gemma3")
 

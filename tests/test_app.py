@@ -252,17 +252,18 @@ def test_cross_model_charts(client):
 
 def test_steering_charts_and_sample_browser(client):
     st = json.loads((Path(__file__).resolve().parent.parent / "precomputed" / KEY / "steering.json").read_text())
-    out = client.predict(KEY, "maze", 10, api_name="/steering_charts")
+    layer = max(c["layer"] for c in st["evaluation"]["chosen"]["candidates"])  # a choose-phase layer
+    out = client.predict(KEY, "maze", layer, api_name="/steering_charts")
     dose, success, coh, rates = out[:4]
     probe_trace = plot_data(dose)[0]
-    cells = [d for d in st["dose_response"] if d["condition"] == "probe" and d["layer"] == 10 and d["scenario"] == "maze"]
+    cells = [d for d in st["dose_response"] if d["condition"] == "probe" and d["layer"] == layer and d["scenario"] == "maze"]
     assert probe_trace["y"] == pytest.approx([d["ensemble_mean"] for d in sorted(cells, key=lambda d: d["alpha"])])
     assert len(plot_data(success)) == 2 and plot_data(coh)
     assert "cluster bootstrap" in rates and "matched random" in rates
-    rows = client.predict(KEY, "maze", "10", "0.3", "all", "probe", api_name="/samples")["data"]
-    expect = [g for g in st["generations"] if g["scenario"] == "maze" and g["layer"] == 10 and g["alpha"] == 0.3
+    rows = client.predict(KEY, "maze", str(layer), "0.3", "all", "probe", api_name="/samples")["data"]
+    expect = [g for g in st["generations"] if g["scenario"] == "maze" and g["layer"] == layer and g["alpha"] == 0.3
               and g["condition"] == "probe"]
-    # layer 10 at alpha 0.3 is a choose-phase cell: both directions on both choose-seeds
+    # alpha 0.3 is a choose-phase cell: both directions on both choose-seeds
     assert len(rows) == len(expect) == 2 * len(st["evaluation"]["settings"]["choose_seeds"])
     assert sorted(r[7] for r in rows) == sorted(g["text"] for g in expect)
 
