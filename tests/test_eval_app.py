@@ -114,3 +114,20 @@ def test_validation_table_gives_the_call_by_stratum_and_the_gate_rule():
     assert "the sweep's own generations: — / 0.00 (0 of 0 predicted, 1 actual)" in md
     assert "told in the prompt which choice to make: 0.75 / 0.60 (3 of 4 predicted, 5 actual)" in md
     assert "rule `joint_f1`" in md and "`youden` all gates pass — / 0.00" in md
+
+
+def test_validation_table_reports_a_fresh_batch_on_its_own_and_by_stratum():
+    from empathy_core.study.report import validation_table
+
+    call = {"n": 10, "predicted": 4, "actual": 5, "true_positives": 3, "precision": 0.75, "recall": 0.6}
+    none = {"n": 5, "predicted": 0, "actual": 1, "true_positives": 0, "precision": None, "recall": 0.0}
+    fresh = {"batches": ["batch6"], "all_gates_pass": call, "empathic_call": {**call, "n": 15}, "task_call": call}
+    v = {**_validation(), "test_fresh": fresh,
+         "test_fresh_by_stratum": {"sweep": {"empathic_call": none}, "told_the_choice": {"empathic_call": call}}}
+    md = validation_table(v)
+    assert "**Fresh test** (batch6: replies nobody had read" in md and "n = 15" in md
+    assert "empathic call 0.75 / 0.60 (3 of 4 predicted, 5 actual)" in md
+    assert ("The fresh test's empathic call by how the replies were made: the sweep's own generations: — / 0.00 "
+            "(0 of 0 predicted, 1 actual); replies told in the prompt which choice to make: 0.75 / 0.60") in md
+    plain = {k: x for k, x in _validation().items() if not k.startswith("test_fresh")}
+    assert "Fresh test" not in validation_table(plain)

@@ -152,6 +152,8 @@ def test_a_fresh_batch_is_reported_on_its_own_and_holds_the_goal():
     assert fr["batches"] == [FRESH] and fr["empathic_call"]["n"] == len(fresh)
     assert fr["empathic_call"]["precision"] == 0.0 and not rep["goal"]["met"] and "fresh batch" in rep["goal"]["rule"]
     assert rep["goal"]["predicted"] == fr["empathic_call"]["predicted"] > 0
+    # the fresh batch by how its replies were made: the strata split it whole
+    assert sum(t["empathic_call"]["n"] for t in rep["test_fresh_by_stratum"].values()) == len(fresh)
     lo, hi = rep["goal"]["precision_ci"]
     assert lo == 0.0 < hi < 0.5
     assert "test_fresh" not in base and base["goal"]["met"] and "held-out test part" in base["goal"]["rule"]

@@ -30,7 +30,7 @@ def test_recomputes_committed_judge_validation(smol, gemma, embedding_judge):
         if "true_positives" in want:
             # a score within float noise of a cut-off may flip one reply
             assert abs(got["predicted"] - want["predicted"]) <= 1 and abs(got["true_positives"] - want["true_positives"]) <= 1, stage
-    assert fresh["n"] == committed["n"] == {"train": 333, "test": 332}
+    assert fresh["n"] == committed["n"] == {"train": 333, "test": 482}
     assert fresh["gate_rule"] == committed["gate_rule"]
     for part, want in committed["judge_auroc"].items():
         for name in ("label_judge", "pair_judge"):
@@ -40,3 +40,8 @@ def test_recomputes_committed_judge_validation(smol, gemma, embedding_judge):
     assert committed["label_rates"] == json.loads(json.dumps(label_rates(load_labels())))
     assert committed["goal"]["precision"] == fresh["goal"]["precision"] or abs(
         fresh["test"]["empathic_call"]["predicted"] - committed["test"]["empathic_call"]["predicted"]) <= 1
+    # the fresh batch (labelled blind after the rule was fixed, held out whole) is where the goal is judged
+    for stage in ("all_gates_pass", "empathic_call", "task_call"):
+        got, want = fresh["test_fresh"][stage], committed["test_fresh"][stage]
+        assert abs(got["predicted"] - want["predicted"]) <= 1 and abs(got["true_positives"] - want["true_positives"]) <= 1
+    assert "fresh batch" in committed["goal"]["rule"] and committed["goal"]["predicted"] >= 30

@@ -225,10 +225,14 @@ def validation_table(v: dict | None, key: str | None = None) -> str:
         out.append(f"| {name.replace('_', ' ')} | {r['flags']} | {p} | {rc} | {r['predicted']} / {r['actual']} |")
     fr = v.get("test_fresh")
     if fr:
-        out.append(f"\n**Fresh test** ({', '.join(fr['batches'])}: sweep generations labelled blind after the "
-                   "call's rule was fixed, held out whole): " + "; ".join(
-                       f"{name.replace('_', ' ')} {_pr_cell(fr[name])}"
-                       for name in ("all_gates_pass", "empathic_call", "task_call")) + ".")
+        out.append(f"\n**Fresh test** ({', '.join(fr['batches'])}: replies nobody had read, labelled blind after the "
+                   "call's rule was fixed, held out whole; n = " + f"{fr['empathic_call']['n']}, precision / recall): "
+                   + "; ".join(f"{name.replace('_', ' ')} {_pr_cell(fr[name])}"
+                               for name in ("all_gates_pass", "empathic_call", "task_call")) + ".")
+        fby = v.get("test_fresh_by_stratum", {})
+        if len(fby) > 1:
+            out.append("The fresh test's empathic call by how the replies were made: " + "; ".join(
+                f"{STRATA.get(k, k)}: {_pr_cell(t['empathic_call'])}" for k, t in fby.items()) + ".")
     g = v["goal"]
     ci = g.get("precision_ci")
     prec = "—" if g["precision"] is None else f"{g['precision']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}], "

@@ -382,6 +382,7 @@ def validate(rows: Sequence[Row]) -> dict[str, Any]:
         report["test_fresh"] = {"batches": sorted({r.item.batch for r in fresh}), **gate_table(fresh, t, cut)}
         report["test_fresh_by_model"] = {m: gate_table([r for r in fresh if r.item.model == m], t, cut)
                                          for m in sorted({r.item.model for r in fresh})}
+        report["test_fresh_by_stratum"] = {name: gate_table(part, t, cut) for name, part in strata(fresh).items()}
     report["goal"] = goal(report["test_fresh" if fresh else "test"]["empathic_call"],
                           "the fresh batch (labelled blind after the rule was fixed)" if fresh else "the held-out test part")
     return report
