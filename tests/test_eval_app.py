@@ -46,7 +46,7 @@ def test_new_format_table_has_every_control_at_the_chosen_alpha():
     md = rates_table(_new_format(), None)
     assert OLD_FORMAT_NOTE not in md and "validate-judges" in md
     assert "0.45 [0.00, 0.90] (9/20) ✓" in md  # probe at +0.2, not at +0.1; above the goal of 0.30
-    assert "(2/20)" in md.split("seed only")[1].split("\n")[0]
+    assert "(2/20)" in md.split("| seed only")[1].split("\n")[0]
     assert "| matched random, α > 0 | ≤ 0.10 | 0.05 [0.00, 0.10] (1/20) ✓ |" in md
     assert "| probe CI above matched random CI (α > 0) | yes | no ✗ |" in md  # 0.00 is not above 0.10
     assert "layer 3, ±0.2" in md and "| 0.93 / 0.97 ✓ |" in md and "seeds (0, 1, 2, 3, 4, 5)" in md
@@ -131,3 +131,21 @@ def test_validation_table_reports_a_fresh_batch_on_its_own_and_by_stratum():
             "(0 of 0 predicted, 1 actual); replies told in the prompt which choice to make: 0.75 / 0.60") in md
     plain = {k: x for k, x in _validation().items() if not k.startswith("test_fresh")}
     assert "Fresh test" not in validation_table(plain)
+
+
+def test_the_plain_verdict_follows_the_goals():
+    from empathy_core.study.report import steering_verdict
+
+    ev = _new_format()["evaluation"]
+    # 9/20 = 0.45 >= 0.30, but its CI [0, 0.90] is not above matched random's [0, 0.10]: no effect by this test
+    v = steering_verdict(ev)
+    assert v.startswith("**Steering along the empathy direction showed no effect") and "probe 9 of 20" in v
+    assert "matched random 1 of 20" in v and "weak test" not in v
+    clear = {**ev, "rates": [{**r, "ci": [0.3, 0.6]} if r["condition"] == "probe" else r for r in ev["rates"]]}
+    assert steering_verdict(clear).startswith("**Steering works on this model by this test**")
+    few = {**ev, "rates": [{**r, "n": 4, "successes": 0, "rate": 0.0} if r["condition"] == "probe" else r
+                           for r in ev["rates"]]}
+    assert "Only 4 baselines were eligible" in steering_verdict(few)
+    none = {**ev, "rates": [r for r in ev["rates"] if r["condition"] != "probe"]}
+    assert steering_verdict(none).startswith("**No steering effect can be measured")
+    assert steering_verdict(ev) in rates_table(_new_format(), None)  # the Steering results tab leads with it

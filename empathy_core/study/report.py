@@ -180,6 +180,31 @@ def steering_goal_rows(ev: dict) -> list[tuple[str, str, str]]:
         ("seed-noise band (95th pct. of the judge's move between two seeds)", "", f"{ev['noise_band']:.2f}")]
 
 
+def steering_verdict(ev: dict) -> str:
+    """The plain answer of one model's evaluation: does the push along the direction turn task choices into empathic
+    ones, clear of its controls (issue 11's goals: rate >= 0.30, lower CI bound above matched random's upper bound)?"""
+    probe, rand, seed, prompt = (_rate(ev, c, "pos") for c in ("probe", "matched_random", "seed_only", "prompt_empathic"))
+
+    def frac(r: dict | None) -> str:
+        return "n = 0" if r is None or not r["n"] else f"{r['successes']} of {r['n']}"
+    ch = ev["chosen"]
+    where = (f"({ch['direction']} direction, layer {ch['layer']}, α = +{ch['alpha']:g}; {ev['n_baselines']} report "
+             "baselines)")
+    counts = (f"probe {frac(probe)}, matched random {frac(rand)}, seed only {frac(seed)}, prompt asking for empathy "
+              f"{frac(prompt)}")
+    if probe is None or not probe["n"]:
+        return (f"**No steering effect can be measured on this model** {where}: no report baseline got a validated task "
+                f"call for the push to move ({counts}). The blind labels say how often its replies are empathic choices.")
+    works = bool(rand and rand["n"] and probe["rate"] >= STEERING_GOALS["probe_pos"] and probe["ci"][0] > rand["ci"][1])
+    weak = "" if probe["n"] >= MIN_ELIGIBLE else f" Only {probe['n']} baselines were eligible, so this is a weak test."
+    if works:
+        return (f"**Steering works on this model by this test** {where}: the push turned {frac(probe)} eligible "
+                f"task-choice baselines into empathic choices, clear of the matched random direction ({counts}).{weak}")
+    return (f"**Steering along the empathy direction showed no effect on this model's choices, by this test** "
+            f"{where}: the push turned {frac(probe)} eligible task-choice baselines into empathic choices, not clear of "
+            f"its controls ({counts}).{weak}")
+
+
 def steering_results(root: Path | None = None) -> str:
     """Every bundled model's steering evaluation side by side (models without one are left out); the goals are
     issue 11's, set for the default model and marked for each."""
@@ -195,6 +220,8 @@ def steering_results(root: Path | None = None) -> str:
     out = ["| measure | goal | " + " | ".join(evs) + " |", "|---|---|" + "---|" * len(evs)]
     for i, (name, goal, _) in enumerate(first):
         out.append(f"| {name} | {goal} | " + " | ".join(rows[k][i][2] for k in evs) + " |")
+    out.append("")
+    out += [f"- {k}: {steering_verdict(ev)}" for k, ev in evs.items()]
     return "\n".join(out)
 
 
@@ -207,6 +234,22 @@ def _pr_cell(r: dict, counts: bool = True) -> str:
         return "—" if x is None else f"{x:.2f}"
     tail = f" ({r['true_positives']} of {r['predicted']} predicted, {r['actual']} actual)" if counts else ""
     return f"{f(r['precision'])} / {f(r['recall'])}{tail}"
+
+
+def _fresh_lines(v: dict) -> list[str]:
+    """The fresh batch's lines of the validation table (none before a fresh batch is labelled)."""
+    out: list[str] = []
+    fr = v.get("test_fresh")
+    if fr:
+        out.append(f"\n**Fresh test** ({', '.join(fr['batches'])}: replies nobody had read, labelled blind after the "
+                   "call's rule was fixed, held out whole; n = " + f"{fr['empathic_call']['n']}, precision / recall): "
+                   + "; ".join(f"{name.replace('_', ' ')} {_pr_cell(fr[name])}"
+                               for name in ("all_gates_pass", "empathic_call", "task_call")) + ".")
+        fby = v.get("test_fresh_by_stratum", {})
+        if len(fby) > 1:
+            out.append("The fresh test's empathic call by how the replies were made: " + "; ".join(
+                f"{STRATA.get(k, k)}: {_pr_cell(t['empathic_call'])}" for k, t in fby.items()) + ".")
+    return out
 
 
 def validation_table(v: dict | None, key: str | None = None) -> str:
@@ -223,16 +266,7 @@ def validation_table(v: dict | None, key: str | None = None) -> str:
         p = "—" if r["precision"] is None else f"{r['precision']:.2f}"
         rc = "—" if r["recall"] is None else f"{r['recall']:.2f}"
         out.append(f"| {name.replace('_', ' ')} | {r['flags']} | {p} | {rc} | {r['predicted']} / {r['actual']} |")
-    fr = v.get("test_fresh")
-    if fr:
-        out.append(f"\n**Fresh test** ({', '.join(fr['batches'])}: replies nobody had read, labelled blind after the "
-                   "call's rule was fixed, held out whole; n = " + f"{fr['empathic_call']['n']}, precision / recall): "
-                   + "; ".join(f"{name.replace('_', ' ')} {_pr_cell(fr[name])}"
-                               for name in ("all_gates_pass", "empathic_call", "task_call")) + ".")
-        fby = v.get("test_fresh_by_stratum", {})
-        if len(fby) > 1:
-            out.append("The fresh test's empathic call by how the replies were made: " + "; ".join(
-                f"{STRATA.get(k, k)}: {_pr_cell(t['empathic_call'])}" for k, t in fby.items()) + ".")
+    out += _fresh_lines(v)
     g = v["goal"]
     ci = g.get("precision_ci")
     prec = "—" if g["precision"] is None else f"{g['precision']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}], "

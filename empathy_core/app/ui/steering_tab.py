@@ -8,7 +8,7 @@ import gradio as gr
 
 from ...core.scenarios import scenarios
 from ...errors import UserError
-from ...study.report import steering_goal_rows, sweep_note, validation_table
+from ...study.report import steering_goal_rows, steering_verdict, sweep_note, validation_table
 from ...study.sweep import Condition
 from ..plots import coherence_figure, dose_response_figure, success_figure
 from ..service import Service, check_int
@@ -27,7 +27,7 @@ def evaluation_table(st: dict) -> str:
     """Probe vs matched random vs seed-only vs prompting at the chosen alpha, with cluster intervals and the goals
     (the same rows as the README's and the About tab's table, ``report.steering_goal_rows``)."""
     ev = st["evaluation"]
-    out = [f"Chosen on the choose-seeds {tuple(ev['settings']['choose_seeds'])}, reported on "
+    out = [steering_verdict(ev), "", f"Chosen on the choose-seeds {tuple(ev['settings']['choose_seeds'])}, reported on "
            f"{ev['n_baselines']} other (scenario, seed) baselines (seeds {tuple(ev['settings']['report_seeds'])}).", "",
            "| measure | goal (set for the default model) | this model |", "|---|---|---|"]
     out += [f"| {name} | {goal} | {cell} |" for name, goal, cell in steering_goal_rows(ev)]
