@@ -127,6 +127,7 @@ def test_validation_table_reports_a_fresh_batch_on_its_own_and_by_stratum():
     md = validation_table(v)
     assert "**Fresh test** (batch6: replies nobody had read" in md and "n = 15" in md
     assert "empathic call 0.75 / 0.60 (3 of 4 predicted, 5 actual)" in md
+    assert "its recall overstates the pool's" in md
     assert ("The fresh test's empathic call by how the replies were made: the sweep's own generations: — / 0.00 "
             "(0 of 0 predicted, 1 actual); replies told in the prompt which choice to make: 0.75 / 0.60") in md
     plain = {k: x for k, x in _validation().items() if not k.startswith("test_fresh")}

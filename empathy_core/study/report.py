@@ -244,7 +244,9 @@ def _fresh_lines(v: dict) -> list[str]:
         out.append(f"\n**Fresh test** ({', '.join(fr['batches'])}: replies nobody had read, labelled blind after the "
                    "call's rule was fixed, held out whole; n = " + f"{fr['empathic_call']['n']}, precision / recall): "
                    + "; ".join(f"{name.replace('_', ' ')} {_pr_cell(fr[name])}"
-                               for name in ("all_gates_pass", "empathic_call", "task_call")) + ".")
+                               for name in ("all_gates_pass", "empathic_call", "task_call")) + ". It holds every "
+                   "reply its pool got an empathic call for but only a random part of the rest, so its recall overstates "
+                   "the pool's (the labels' README estimates that).")
         fby = v.get("test_fresh_by_stratum", {})
         if len(fby) > 1:
             out.append("The fresh test's empathic call by how the replies were made: " + "; ".join(
