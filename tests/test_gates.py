@@ -157,3 +157,43 @@ def test_a_fresh_batch_is_reported_on_its_own_and_holds_the_goal():
     lo, hi = rep["goal"]["precision_ci"]
     assert lo == 0.0 < hi < 0.5
     assert "test_fresh" not in base and base["goal"]["met"] and "held-out test part" in base["goal"]["rule"]
+
+
+def _pair_row(i, cond, label, empathy, scenario="maze", seed=None, model="qwen"):
+    r = _row(i, label, "test", model=model, empathy=empathy)
+    item = dataclasses.replace(r.item, id=f"p{cond}{i}", condition=cond, scenario=scenario,
+                               seed=i if seed is None else seed, layer=None, batch="batch7")
+    return dataclasses.replace(r, item=item)
+
+
+def test_success_call_on_prompted_pairs_counts_both_replies():
+    cut = {"t_empathic": 1.0, "t_task": -1.0}
+    t = GateThresholds()
+    rows = [
+        # seed 0: the call fires and both labels agree: a true success
+        _pair_row(0, "baseline", "task_choice", -2.0), _pair_row(0, "instructed_empathic", "empathic_choice", 2.0),
+        # seed 1: fires, but the baseline was really unclear: a false success
+        _pair_row(1, "baseline", "unclear", -2.0), _pair_row(1, "instructed_empathic", "empathic_choice", 2.0),
+        # seed 2: a true success the call misses (the baseline's judge score is not low enough)
+        _pair_row(2, "baseline", "task_choice", 0.0), _pair_row(2, "instructed_empathic", "empathic_choice", 2.0),
+        # seed 3: only the baseline is labelled: no pair
+        _pair_row(3, "baseline", "task_choice", -2.0),
+        # another scenario, seed 0: fires, the reply told to help was really a task choice
+        _pair_row(4, "baseline", "task_choice", -2.0, scenario="duel", seed=0),
+        _pair_row(5, "instructed_empathic", "task_choice", 2.0, scenario="duel", seed=0),
+    ]
+    assert all(v.passes for v in validation.verdicts_of(rows, t))
+    out = validation.prompted_pairs(rows, t, cut, n_boot=200)
+    s = out["same_seed"]
+    assert (s["n"], s["predicted"], s["true_positives"], s["actual"]) == (4, 3, 1, 2)
+    assert s["precision"] == pytest.approx(1 / 3) and s["recall"] == 0.5 and s["precision_ci"][0] < 1 / 3
+    # any seed: maze has called baselines {0, 1, 3} (2 of 3 right) x called replies {0, 1, 2} (all right); duel 1 x 1 wrong
+    a = out["any_seed"]
+    assert (a["pairs"], a["baselines"], a["replies"]) == (10, 4, 4)
+    assert a["precision"] == pytest.approx((2 * 3 + 0) / 10)
+    lo, hi = a["precision_ci"]
+    assert 0 <= lo <= a["precision"] <= hi <= 1
+    goal = validation.success_goal(out)
+    assert not goal["met"] and goal["predicted"] == 3
+    ok = validation.success_goal({"same_seed": {**s, "precision": 0.9}})
+    assert ok["met"]

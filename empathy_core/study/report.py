@@ -254,6 +254,37 @@ def _fresh_lines(v: dict) -> list[str]:
     return out
 
 
+def _success_lines(v: dict) -> list[str]:
+    """The success call's own test (fresh (baseline, reply told to help) pairs), beside its record on steered pairs."""
+    sp, tp = v.get("test_fresh_success"), v.get("test_pairs", {})
+    steered = "; ".join(f"{'α > 0' if k == 'alpha_pos' else 'α < 0'}: {r['predicted']} calls on {r['n']} labelled pairs"
+                        for k, r in tp.items())
+    made = sum(r["predicted"] for r in tp.values())
+    if not sp:
+        if not steered:
+            return []
+        return [f"The success call itself has no measured precision: on (steered, baseline) pairs it made no call "
+                f"to check ({steered})."] if not made else ["The success call on labelled (steered, baseline) pairs: "
+                                                            + "; ".join(f"{k}: {_pr_cell(r)}" for k, r in tp.items()) + "."]
+    s, a = sp["same_seed"], sp["any_seed"]
+    ci = s["precision_ci"]
+    prec = "—" if s["precision"] is None else f"{s['precision']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}] (Wilson)"
+    line = (f"**The success call itself** (a task call on the unsteered baseline, an empathic call on the other reply "
+            f"of the same scenario and seed), tested on the fresh batches' pairs of a baseline and a reply told in the "
+            f"prompt to help, both labelled blind: precision {prec}, {s['true_positives']} of {s['predicted']} calls; "
+            f"it finds {s['true_positives']} of the {s['actual']} labelled pairs that are a task choice, then an "
+            f"empathic choice ({s['n']} labelled pairs, not a random sample).")
+    if a["precision"] is not None:
+        lo, hi = a["precision_ci"]
+        line += (f" Over every called pair of one scenario whatever the seeds ({a['baselines']} baselines × "
+                 f"{a['replies']} replies, {a['pairs']} pairs): {a['precision']:.2f} [{lo:.2f}, {hi:.2f}] (two-way "
+                 "bootstrap).")
+    if steered:
+        line += (f" These are the pairs where the call can fire; on labelled steered pairs it made "
+                 f"{'none' if not made else made} ({steered}).")
+    return [line]
+
+
 def validation_table(v: dict | None, key: str | None = None) -> str:
     """Precision and recall of each gate and call on the held-out blind labels, then what the labels of ``key``'s
     generations say by condition (every model's where ``key`` is None)."""
@@ -269,6 +300,7 @@ def validation_table(v: dict | None, key: str | None = None) -> str:
         rc = "—" if r["recall"] is None else f"{r['recall']:.2f}"
         out.append(f"| {name.replace('_', ' ')} | {r['flags']} | {p} | {rc} | {r['predicted']} / {r['actual']} |")
     out += _fresh_lines(v)
+    out += _success_lines(v)
     g = v["goal"]
     ci = g.get("precision_ci")
     prec = "—" if g["precision"] is None else f"{g['precision']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}], "

@@ -17,7 +17,8 @@ chosen inside the train part (``choose_gate_rule``). The *call* on one reply:
 
 The sweep's success call (``sweep``) is an empathic call on the steered reply where the same
 (scenario, seed) baseline got a task call (the reverse for alpha < 0), and the judge moved beyond
-the seed-noise band.
+the seed-noise band. It is checked on labelled (steered, baseline) pairs (``pair_calls``) and, since it
+never fired there, on fresh (baseline, reply told to help) pairs, where it can (``prompted_pairs``).
 """
 
 from __future__ import annotations
@@ -321,6 +322,67 @@ def pair_calls(rows: Sequence[Row], t: GateThresholds, cut: dict[str, float]) ->
     return out
 
 
+BASELINE, TOLD_TO_HELP = "baseline", "instructed_empathic"  # labels batch7's baselines, batches 4-6's replies told to help
+
+
+def prompted_pairs(rows: Sequence[Row], t: GateThresholds, cut: dict[str, float], n_boot: int = 2000,
+                   seed: int = 0) -> dict[str, Any]:
+    """The success call (alpha > 0 form) on (unsteered baseline, reply told to help) pairs: the one place where it
+    fires. A task call on the baseline and an empathic call on the other reply; truth is a ``task_choice`` label on
+    the baseline and an ``empathic_choice`` label on the other. (The call also needs a judge move above the model's
+    seed-noise band; two calls at once move it by at least ``t_empathic - t_task``, which is above every bundled
+    model's band, as ``tests/test_validation_real.py`` checks.)
+
+    ``same_seed``: the pairs of one (model, scenario, seed) whose two replies are labelled. ``any_seed``: every called
+    pair of one (model, scenario), whatever the seeds (two prompts make the replies of one seed independent draws),
+    precision only, with a two-way bootstrap (baselines and replies told to help resampled apart within scenario)."""
+    from .metrics import wilson_ci
+
+    emp, task = calls(rows, t, cut)
+    lab = np.array([r.item.label for r in rows])
+    by: dict[str, dict[tuple, int]] = {BASELINE: {}, TOLD_TO_HELP: {}}
+    for i, r in enumerate(rows):
+        if r.item.condition in by and r.item.alpha == 0:
+            by[r.item.condition][(r.item.model, r.item.scenario, r.item.seed)] = i
+    both = sorted(set(by[BASELINE]) & set(by[TOLD_TO_HELP]))
+    b_idx, e_idx = [by[BASELINE][k] for k in both], [by[TOLD_TO_HELP][k] for k in both]
+    pred = task[b_idx] & emp[e_idx] if both else np.zeros(0, dtype=bool)
+    truth = (lab[b_idx] == "task_choice") & (lab[e_idx] == "empathic_choice") if both else np.zeros(0, dtype=bool)
+    same = _pr(pred, truth)
+    k, n = same["true_positives"], same["predicted"]
+    same["precision_ci"] = list(wilson_ci(k, n)) if n else None
+    groups: dict[tuple, tuple[list[bool], list[bool]]] = {}
+    for i, r in enumerate(rows):
+        g = groups.setdefault((r.item.model, r.item.scenario), ([], []))
+        if r.item.condition == BASELINE and task[i]:
+            g[0].append(lab[i] == "task_choice")
+        elif r.item.condition == TOLD_TO_HELP and emp[i]:
+            g[1].append(lab[i] == "empathic_choice")
+    cells = [(np.array(b, float), np.array(e, float)) for b, e in groups.values() if b and e]
+
+    def precision(cs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+        return float(sum(b.sum() * e.sum() for b, e in cs) / sum(b.size * e.size for b, e in cs))
+
+    anyp: dict[str, Any] = {"pairs": int(sum(b.size * e.size for b, e in cells)),
+                            "baselines": int(sum(b.size for b, _ in cells)), "replies": int(sum(e.size for _, e in cells)),
+                            "precision": precision(cells) if cells else None, "precision_ci": None}
+    if cells:
+        rng = np.random.default_rng(seed)
+        boots = [precision([(b[rng.integers(0, b.size, b.size)], e[rng.integers(0, e.size, e.size)]) for b, e in cells])
+                 for _ in range(n_boot)]
+        anyp["precision_ci"] = [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))]
+    return {"same_seed": same, "any_seed": anyp}
+
+
+def success_goal(pairs: dict[str, Any]) -> dict[str, Any]:
+    """The issue's bar for the success call itself, judged on the same-seed pairs of the fresh batches."""
+    s = pairs["same_seed"]
+    return {"rule": f"precision of the success call >= {EMPATHIC_PRECISION:.2f} on the fresh batches' (baseline, "
+                    "reply told to help) pairs of one seed, both labelled blind after the rule was fixed",
+            "precision": s["precision"], "true_positives": s["true_positives"], "predicted": s["predicted"],
+            "precision_ci": s["precision_ci"], "met": bool(s["precision"] is not None and s["precision"] >= EMPATHIC_PRECISION)}
+
+
 def judge_auroc(train: Sequence[Row], test: Sequence[Row]) -> dict[str, dict]:
     """AUROC of each empathy judgment for ``empathic_choice`` among readable choices (empathic, task, unclear): on
     the train part (the label judge's out-of-fold scores) and on the held-out part."""
@@ -383,6 +445,10 @@ def validate(rows: Sequence[Row]) -> dict[str, Any]:
         report["test_fresh_by_model"] = {m: gate_table([r for r in fresh if r.item.model == m], t, cut)
                                          for m in sorted({r.item.model for r in fresh})}
         report["test_fresh_by_stratum"] = {name: gate_table(part, t, cut) for name, part in strata(fresh).items()}
+        pairs = prompted_pairs(fresh, t, cut)
+        if pairs["same_seed"]["n"]:
+            report["test_fresh_success"] = pairs
+            report["success_goal"] = success_goal(pairs)
     report["goal"] = goal(report["test_fresh" if fresh else "test"]["empathic_call"],
                           "the fresh batch (labelled blind after the rule was fixed)" if fresh else "the held-out test part")
     return report
