@@ -203,6 +203,8 @@ def cmd_precompute(a: argparse.Namespace) -> int:
         refresh_summaries(a.model, a.out_dir)
         print(f"Refreshed the summaries of {a.model} from its stored generations.")
         return 0
+    if a.from_stored and a.only != "steering":
+        raise UserError("--from-stored re-decides the committed steering evaluation: use it with --only steering.")
     if a.only == "detection":
         from .study.precompute import run_detection_only
 
@@ -220,7 +222,7 @@ def cmd_precompute(a: argparse.Namespace) -> int:
     if a.only == "steering":
         from .study.precompute import run_steering_only
 
-        timings = run_steering_only(a.model, s, progress=True, root=a.out_dir, eval_settings=e)
+        timings = run_steering_only(a.model, s, progress=True, root=a.out_dir, eval_settings=e, from_stored=a.from_stored)
     else:
         timings = run_precompute(a.model, s, progress=True, root=a.out_dir, eval_settings=e)
     print(f"precompute {a.model}: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
@@ -318,6 +320,9 @@ def _add_study_parsers(sub: argparse._SubParsersAction) -> None:
                          "sweep is kept (and the direction it used is copied to sweep_direction.safetensors first). "
                          "steering: the steering evaluation on the committed probe (judges.json, steering.json), "
                          "resuming from the judged cells an interrupted run kept")
+    pc.add_argument("--from-stored", action="store_true",
+                    help="with --only steering: take the judged cells from the committed steering.json, so that a new "
+                         "judge validation re-decides the stored replies without generating (same settings and data)")
     pc.set_defaults(func=cmd_precompute)
 
 

@@ -126,3 +126,9 @@ def test_unwritable_output_is_a_clear_error(extracted, tiny_dir, tmp_path, capsy
     inp.write_text('{"text": "hello"}\n')
     rc = cli.main(["score", "--model", str(tiny_dir), "--in", str(inp), "--out", str(tmp_path), "--out-dir", str(extracted)])
     assert rc == 2 and "error:" in capsys.readouterr().err
+
+
+def test_from_stored_needs_the_steering_step(tmp_path, capsys):
+    rc = cli.main(["precompute", "--model", "smollm2-135m", "--from-stored", "--out-dir", str(tmp_path)])
+    assert rc != 0 and "use it with --only steering" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before anything ran

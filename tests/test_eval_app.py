@@ -138,19 +138,22 @@ def test_validation_table_reports_the_success_call_on_prompted_pairs():
     from empathy_core.study.report import validation_table
 
     pairs = {"alpha_pos": {"n": 21, "predicted": 0}, "alpha_neg": {"n": 12, "predicted": 0}}
-    plain = {**_validation(), "test_pairs": pairs}
+    plain = {**{k: x for k, x in _validation().items() if k not in ("test_fresh_success", "success_goal")},
+             "test_pairs": pairs}
     md = validation_table(plain)
     assert "The success call itself has no measured precision" in md and "α > 0: 0 calls on 21 labelled pairs" in md
     same = {"n": 40, "predicted": 9, "actual": 12, "true_positives": 8, "precision": 8 / 9, "recall": 8 / 12,
             "precision_ci": [0.57, 0.98]}
     anyp = {"pairs": 300, "baselines": 30, "replies": 31, "precision": 0.85, "precision_ci": [0.7, 0.93]}
-    md = validation_table({**plain, "test_fresh_success": {"same_seed": same, "any_seed": anyp}})
+    goal = {"rule": "precision of the success call >= 0.80 on pairs", "met": True}
+    md = validation_table({**plain, "test_fresh_success": {"same_seed": same, "any_seed": anyp}, "success_goal": goal})
+    assert "Goal: precision of the success call >= 0.80 on pairs: met, on its point estimate." in md
     assert "no measured precision" not in md
     assert "precision 0.89 [0.57, 0.98] (Wilson), 8 of 9 calls; it finds 8 of the 12 labelled pairs" in md
     assert "(30 baselines × 31 replies, 300 pairs): 0.85 [0.70, 0.93] (two-way bootstrap)" in md
     assert "on labelled steered pairs it made none (α > 0: 0 calls on 21 labelled pairs; α < 0: 0 calls on 12" in md
     fired = {"alpha_pos": {"n": 21, "predicted": 2, "actual": 1, "true_positives": 1, "precision": 0.5, "recall": 1.0}}
-    assert "alpha_pos: 0.50 / 1.00" in validation_table({**_validation(), "test_pairs": fired})
+    assert "alpha_pos: 0.50 / 1.00" in validation_table({**plain, "test_pairs": fired})
 
 
 def test_the_plain_verdict_follows_the_goals():

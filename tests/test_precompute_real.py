@@ -132,3 +132,16 @@ def test_precompute_quick_end_to_end(tmp_path, smol, gemma, fresh_smol_detection
     assert re.fullmatch(r"[0-9a-f]{40}", head), "the tests run in a git checkout"
     assert man["git_commit"] == head
     assert json.loads((root / "reference_study.json").read_text())["label"].startswith("reported by the original study")
+    # --from-stored: with the judged cells gone, the committed file alone re-decides the evaluation (nothing generated)
+    from empathy_core.study.precompute import run_steering_only
+    from empathy_core.study.precompute_eval import stored_cells
+
+    shutil.rmtree(act_cache / "precompute" / "smollm2-135m")
+    timings = run_steering_only("smollm2-135m", s, progress=False, root=root, eval_settings=e, from_stored=True)
+    again = json.loads((d / "steering.json").read_text())
+    assert timings["cells_from_cache"] == len(stored_cells(st)) == 4 * len(ev["settings"]["layers"]) + 4
+    assert [g["text"] for g in again["generations"]] == [g["text"] for g in st["generations"]]
+    assert again["evaluation"]["chosen"] == ev["chosen"] and again["evaluation"]["rates"] == ev["rates"]
+    with pytest.raises(store.StoreError, match="other generation settings"):
+        run_steering_only("smollm2-135m", SweepSettings(new_tokens=9), progress=False, root=root, eval_settings=e,
+                          from_stored=True)

@@ -30,7 +30,7 @@ def test_recomputes_committed_judge_validation(smol, gemma, embedding_judge):
         if "true_positives" in want:
             # a score within float noise of a cut-off may flip one reply
             assert abs(got["predicted"] - want["predicted"]) <= 1 and abs(got["true_positives"] - want["true_positives"]) <= 1, stage
-    assert fresh["n"] == committed["n"] == {"train": 333, "test": 482}
+    assert fresh["n"] == committed["n"] == {"train": 333, "test": 632}
     assert fresh["gate_rule"] == committed["gate_rule"]
     for part, want in committed["judge_auroc"].items():
         for name in ("label_judge", "pair_judge"):
@@ -45,3 +45,18 @@ def test_recomputes_committed_judge_validation(smol, gemma, embedding_judge):
         got, want = fresh["test_fresh"][stage], committed["test_fresh"][stage]
         assert abs(got["predicted"] - want["predicted"]) <= 1 and abs(got["true_positives"] - want["true_positives"]) <= 1
     assert "fresh batch" in committed["goal"]["rule"] and committed["goal"]["predicted"] >= 30
+    # the success call itself, on the fresh (baseline, reply told to help) pairs
+    got, want = fresh["test_fresh_success"], committed["test_fresh_success"]
+    for k in ("n", "predicted", "true_positives", "actual"):
+        assert abs(got["same_seed"][k] - want["same_seed"][k]) <= 1, k
+    assert abs(got["any_seed"]["pairs"] - want["any_seed"]["pairs"]) <= 31
+    assert committed["success_goal"]["predicted"] >= 3 and "success call" in committed["success_goal"]["rule"]
+
+
+def test_two_calls_at_once_clear_every_models_noise_band():
+    """On (baseline, other reply) pairs the success call is the two calls together (``validation.prompted_pairs``):
+    an empathic call and a task call differ in judge score by at least t_empathic - t_task, above each model's band."""
+    cut = json.loads((PRECOMPUTED / "judge_validation.json").read_text())["cutoffs"]
+    for key in ("smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b"):
+        band = json.loads((PRECOMPUTED / key / "steering.json").read_text())["evaluation"]["noise_band"]
+        assert cut["t_empathic"] - cut["t_task"] > band, key

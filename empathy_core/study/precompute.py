@@ -161,9 +161,10 @@ def run_detection_only(key: str, progress: bool = True, root: Path | None = None
 
 
 def run_steering_only(key: str, settings: SweepSettings | None = None, progress: bool = True, root: Path | None = None,
-                      eval_settings: EvalSettings | None = None) -> dict:
+                      eval_settings: EvalSettings | None = None, from_stored: bool = False) -> dict:
     """``precompute --only steering``: the steering evaluation on the committed probe and detection, then
-    cross-model, reference and manifest. Resumes from the judged cells a previous run kept."""
+    cross-model, reference and manifest. Resumes from the judged cells a previous run kept; with ``from_stored``
+    the committed evaluation's cells are used (a new judge validation re-decides them without generating)."""
     from .precompute_eval import evaluate, validation_report
     from .sweep import SweepSettings
     from .sweep_eval import EvalSettings
@@ -187,7 +188,8 @@ def run_steering_only(key: str, settings: SweepSettings | None = None, progress:
         return models[k]
 
     s = settings or SweepSettings(**generation_defaults(handle.key))
-    timings = evaluate(handle, probe, best, s, eval_settings or EvalSettings(), other, root, load, progress)
+    timings = evaluate(handle, probe, best, s, eval_settings or EvalSettings(), other, root, load, progress,
+                       from_stored=from_stored)
     drop_sweep_direction(handle.key, root)
     write_cross_model(root)
     write_reference_study(root)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..store import StoreError, load_detection, load_probe, load_shared, model_dir, probe_path, write_json
+from ..store import StoreError, load_detection, load_probe, load_shared, model_dir, probe_path, read_json, write_json
 
 if TYPE_CHECKING:
     from ..core.models import ModelHandle
@@ -106,6 +106,49 @@ def eval_cache_dir(key: str, root: Path, s: SweepSettings, e: EvalSettings, othe
     return cache_root() / "precompute" / key / f"eval-{h}"
 
 
+def stored_cells(st: dict) -> dict[str, list[dict]]:
+    """A committed ``steering.json``'s generations regrouped into the evaluation's judged cells, under the names
+    ``sweep_eval.run_evaluation`` gives them (choose, report and prompting cells), each in its stored order."""
+    ev = st["evaluation"]
+    choose_seeds, a = set(ev["settings"]["choose_seeds"]), ev["chosen"]["alpha"]
+    cells: dict[str, list[dict]] = {}
+    for g in st["generations"]:
+        if g["condition"] in ("prompt_empathic", "prompt_task"):
+            name = f"prompting-s{g['seed']}-{g['scenario']}"
+        elif g["seed"] in choose_seeds:
+            name = f"choose-{g['direction']}-L{g['layer']}-s{g['seed']}-{g['scenario']}"
+        else:
+            name = f"report-{g['direction']}-L{g['layer']}-a{a}-s{g['seed']}-{g['scenario']}"
+        cells.setdefault(name, []).append(g)
+    return cells
+
+
+def seed_cache_from_stored(key: str, root: Path, folder: Path, s: SweepSettings, data_sha: str | None) -> int:
+    """Write the committed evaluation's judged cells into ``folder`` (the evaluation's cache), so that a rerun
+    re-decides the stored replies under the current judge validation without generating (``precompute --only
+    steering --from-stored``). Refuses a stored file made with other generation settings or on other data; cells
+    already in ``folder`` are kept. Returns the number of cells written."""
+    from .sweep import settings_dict
+
+    st = read_json(model_dir(key, root) / "steering.json")
+    if "evaluation" not in st:
+        raise StoreError(f"{key}'s steering.json holds no steering evaluation to re-decide; run it without --from-stored.")
+    want = {k: v for k, v in settings_dict(s).items() if k not in ("alphas", "seeds", "layers", "scenarios")}
+    have = {k: st["settings"].get(k) for k in want}
+    if json.loads(json.dumps(have)) != json.loads(json.dumps(want)) or st.get("dataset_sha256") != data_sha:
+        raise StoreError(f"{key}'s committed steering.json was made with other generation settings or on other data "
+                         f"(stored {have}, dataset {st.get('dataset_sha256')}; now {want}, dataset {data_sha}); "
+                         "run the evaluation without --from-stored.")
+    folder.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for name, recs in stored_cells(st).items():
+        f = folder / f"{name}.json"
+        if not f.exists():
+            f.write_text(json.dumps(recs, allow_nan=False))
+            n += 1
+    return n
+
+
 def old_shape_rates(evaluation: dict) -> list[dict]:
     """The evaluation's rates at the chosen alpha in the shape the Steering results chart reads."""
     a = evaluation["chosen"]["alpha"]
@@ -119,11 +162,13 @@ def old_shape_rates(evaluation: dict) -> list[dict]:
 
 
 def evaluate(handle: ModelHandle, probe: Probe, best_layer: int, s: SweepSettings, e: EvalSettings, other: str,
-             root: Path, load: Callable[[str], Any], progress: bool = True, resume: bool = True) -> dict:
+             root: Path, load: Callable[[str], Any], progress: bool = True, resume: bool = True,
+             from_stored: bool = False) -> dict:
     """Run the evaluation, write ``judges.json`` and ``steering.json``; returns the timings.
 
     With ``resume`` every judged cell is kept under ``eval_cache_dir``, and a rerun with the same probe and
-    settings takes the finished cells from there.
+    settings takes the finished cells from there. With ``from_stored`` that cache is first filled from the
+    committed ``steering.json`` (``seed_cache_from_stored``).
     """
     from . import metrics
     from .sweep import SweepSettings, _dose_response, settings_dict
@@ -131,13 +176,17 @@ def evaluate(handle: ModelHandle, probe: Probe, best_layer: int, s: SweepSetting
 
     t0 = time.perf_counter()
     report = validation_report(root)
-    judge, empathy, judges_record = make_judge(handle, probe, best_layer, other, root, load, report)
     e.layers = e.layers or SweepSettings.pick_layers(best_layer, handle.n_layers)
+    folder = eval_cache_dir(handle.key, root, s, e, other)
+    if from_stored:
+        n = seed_cache_from_stored(handle.key, root, folder, s, probe.meta.get("dataset_sha256"))
+        if progress:
+            print(f"{n} judged cells taken from the committed steering.json", flush=True)
+    judge, empathy, judges_record = make_judge(handle, probe, best_layer, other, root, load, report)
     candidates = {"mean_diff": probe.directions}  # the study's mean difference
     if probe.detection is not None:  # and the dev-chosen detection probe (issue 10): the choose-seeds pick one
         candidates["detection"] = probe.detection.directions
-    cache = CellCache(eval_cache_dir(handle.key, root, s, e, other) if resume else None,
-                      on_hit=lambda recs: recall(recs, report, empathy))
+    cache = CellCache(folder if resume or from_stored else None, on_hit=lambda recs: recall(recs, report, empathy))
     if progress and cache.folder is not None:
         print(f"judged cells are kept in {cache.folder}", flush=True)
     evaluation, records = run_evaluation(handle, candidates, probe.mean_norms, e, s, judge,

@@ -225,7 +225,8 @@ def steering_results(root: Path | None = None) -> str:
     return "\n".join(out)
 
 
-STRATA = {"sweep": "the sweep's own generations", "told_the_choice": "replies told in the prompt which choice to make"}
+STRATA = {"sweep": "the sweep's own generations", "told_the_choice": "replies told in the prompt which choice to make",
+          "fresh_baselines": "unsteered baselines generated for the success call's test"}
 
 
 def _pr_cell(r: dict, counts: bool = True) -> str:
@@ -244,9 +245,9 @@ def _fresh_lines(v: dict) -> list[str]:
         out.append(f"\n**Fresh test** ({', '.join(fr['batches'])}: replies nobody had read, labelled blind after the "
                    "call's rule was fixed, held out whole; n = " + f"{fr['empathic_call']['n']}, precision / recall): "
                    + "; ".join(f"{name.replace('_', ' ')} {_pr_cell(fr[name])}"
-                               for name in ("all_gates_pass", "empathic_call", "task_call")) + ". It holds every "
-                   "reply its pool got an empathic call for but only a random part of the rest, so its recall overstates "
-                   "the pool's (the labels' README estimates that).")
+                               for name in ("all_gates_pass", "empathic_call", "task_call")) + ". Each fresh batch "
+                   "holds every reply its pool got a call for (the empathic calls, or the task calls) but only a random "
+                   "part of the rest, so its recall overstates the pool's (the labels' README estimates that).")
         fby = v.get("test_fresh_by_stratum", {})
         if len(fby) > 1:
             out.append("The fresh test's empathic call by how the replies were made: " + "; ".join(
@@ -282,6 +283,9 @@ def _success_lines(v: dict) -> list[str]:
     if steered:
         line += (f" These are the pairs where the call can fire; on labelled steered pairs it made "
                  f"{'none' if not made else made} ({steered}).")
+    g = v.get("success_goal")
+    if g:
+        line += f" Goal: {g['rule']}: {'met' if g['met'] else 'not met'}, on its point estimate."
     return [line]
 
 

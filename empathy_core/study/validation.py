@@ -403,10 +403,12 @@ INSTRUCTED = "instructed_"  # condition prefix of replies told in the prompt whi
 
 
 def strata(rows: Sequence[Row]) -> dict[str, list[Row]]:
-    """The rows by how they were generated: the sweep's own conditions, and replies told which choice to make
-    (drawn to give the empathic call positives; their precision is not the sweep's). Empty strata are left out."""
-    out = {"sweep": [r for r in rows if not r.item.condition.startswith(INSTRUCTED)],
-           "told_the_choice": [r for r in rows if r.item.condition.startswith(INSTRUCTED)]}
+    """The rows by how they were generated: the sweep's own conditions, replies told which choice to make (drawn to
+    give the empathic call positives; their precision is not the sweep's) and the unsteered baselines generated for
+    the success call's test (batch7). Empty strata are left out."""
+    out = {"sweep": [r for r in rows if not r.item.condition.startswith(INSTRUCTED) and r.item.condition != BASELINE],
+           "told_the_choice": [r for r in rows if r.item.condition.startswith(INSTRUCTED)],
+           "fresh_baselines": [r for r in rows if r.item.condition == BASELINE]}
     return {k: v for k, v in out.items() if v}
 
 
