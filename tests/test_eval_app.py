@@ -150,7 +150,8 @@ def test_validation_table_reports_the_success_call_on_prompted_pairs():
     assert "Goal: precision of the success call >= 0.80 on pairs: met, on its point estimate." in md
     assert "no measured precision" not in md
     assert "precision 0.89 [0.57, 0.98] (Wilson), 8 of 9 calls; it finds 8 of the 12 labelled pairs" in md
-    assert "(30 baselines × 31 replies, 300 pairs): 0.85 [0.70, 0.93] (two-way bootstrap)" in md
+    assert "(30 baselines × 31 replies, 300 pairs): 0.85 [0.70, 0.93] (bootstrap within scenario; the two calls' " in md
+    assert "A stand-in, not a steered reply" in md
     assert "on labelled steered pairs it made none (α > 0: 0 calls on 21 labelled pairs; α < 0: 0 calls on 12" in md
     fired = {"alpha_pos": {"n": 21, "predicted": 2, "actual": 1, "true_positives": 1, "precision": 0.5, "recall": 1.0}}
     assert "alpha_pos: 0.50 / 1.00" in validation_table({**plain, "test_pairs": fired})

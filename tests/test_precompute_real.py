@@ -1,5 +1,7 @@
 """Honest replay: a small slice recomputed now must match the committed precomputed/ numbers."""
 
+import dataclasses
+import hashlib
 import json
 import re
 import shutil
@@ -142,6 +144,13 @@ def test_precompute_quick_end_to_end(tmp_path, smol, gemma, fresh_smol_detection
     assert timings["cells_from_cache"] == len(stored_cells(st)) == 4 * len(ev["settings"]["layers"]) + 4
     assert [g["text"] for g in again["generations"]] == [g["text"] for g in st["generations"]]
     assert again["evaluation"]["chosen"] == ev["chosen"] and again["evaluation"]["rates"] == ev["rates"]
+    assert again["probe_sha256"] == hashlib.sha256(store.probe_path("smollm2-135m", root).read_bytes()).hexdigest()
     with pytest.raises(store.StoreError, match="other generation settings"):
         run_steering_only("smollm2-135m", SweepSettings(new_tokens=9), progress=False, root=root, eval_settings=e,
                           from_stored=True)
+    with pytest.raises(store.StoreError, match="other alphas"):
+        run_steering_only("smollm2-135m", s, progress=False, root=root, from_stored=True,
+                          eval_settings=dataclasses.replace(e, alphas=(0.0, 0.5)))
+    (d / "steering.json").write_text(json.dumps({**again, "probe_sha256": "0" * 64}))
+    with pytest.raises(store.StoreError, match="other probe file"):
+        run_steering_only("smollm2-135m", s, progress=False, root=root, eval_settings=e, from_stored=True)

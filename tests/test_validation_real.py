@@ -50,6 +50,8 @@ def test_recomputes_committed_judge_validation(smol, gemma, embedding_judge):
     for k in ("n", "predicted", "true_positives", "actual"):
         assert abs(got["same_seed"][k] - want["same_seed"][k]) <= 1, k
     assert abs(got["any_seed"]["pairs"] - want["any_seed"]["pairs"]) <= 31
+    assert got["any_seed"]["precision"] == pytest.approx(want["any_seed"]["precision"], abs=0.05)
+    assert fresh["success_goal"]["met"] == committed["success_goal"]["met"]
     assert committed["success_goal"]["predicted"] >= 3 and "success call" in committed["success_goal"]["rule"]
 
 

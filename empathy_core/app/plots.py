@@ -317,8 +317,8 @@ def success_figure(steering: dict) -> go.Figure:
     fig.update_layout(barmode="group", yaxis={"range": [0, 1]})
     fig.update_xaxes(tickangle=0)
     if not any(len(t.x) for t in fig.data):  # every rate has n = 0: say so instead of showing an empty chart
-        fig.add_annotation(text="No report baseline got a call the push could move from (n = 0 for every condition):<br>"
-                                "there is no success rate to show for this model.",
+        fig.add_annotation(text="No report baseline got a call<br>the push could move from<br>(n = 0 for every "
+                                "condition):<br>there is no success rate<br>to show for this model.",
                            x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False)
     return fig
 

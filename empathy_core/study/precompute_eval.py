@@ -123,10 +123,16 @@ def stored_cells(st: dict) -> dict[str, list[dict]]:
     return cells
 
 
-def seed_cache_from_stored(key: str, root: Path, folder: Path, s: SweepSettings, data_sha: str | None) -> int:
+def _probe_sha(key: str, root: Path) -> str:
+    return hashlib.sha256(probe_path(key, root).read_bytes()).hexdigest()
+
+
+def seed_cache_from_stored(key: str, root: Path, folder: Path, s: SweepSettings, e: EvalSettings, other: str,
+                           data_sha: str | None) -> int:
     """Write the committed evaluation's judged cells into ``folder`` (the evaluation's cache), so that a rerun
     re-decides the stored replies under the current judge validation without generating (``precompute --only
-    steering --from-stored``). Refuses a stored file made with other generation settings or on other data; cells
+    steering --from-stored``). Refuses a stored file made with other generation settings, other alphas or random
+    salt, another judging model, on other data, or (where the file records it) with another probe file; cells
     already in ``folder`` are kept. Returns the number of cells written."""
     from .sweep import settings_dict
 
@@ -135,10 +141,17 @@ def seed_cache_from_stored(key: str, root: Path, folder: Path, s: SweepSettings,
         raise StoreError(f"{key}'s steering.json holds no steering evaluation to re-decide; run it without --from-stored.")
     want = {k: v for k, v in settings_dict(s).items() if k not in ("alphas", "seeds", "layers", "scenarios")}
     have = {k: st["settings"].get(k) for k in want}
-    if json.loads(json.dumps(have)) != json.loads(json.dumps(want)) or st.get("dataset_sha256") != data_sha:
-        raise StoreError(f"{key}'s committed steering.json was made with other generation settings or on other data "
-                         f"(stored {have}, dataset {st.get('dataset_sha256')}; now {want}, dataset {data_sha}); "
-                         "run the evaluation without --from-stored.")
+    ev = st["evaluation"]["settings"]
+    differs = [what for what, bad in (
+        ("generation settings", json.loads(json.dumps(have)) != json.loads(json.dumps(want))),
+        ("dataset", st.get("dataset_sha256") != data_sha),
+        ("alphas", [float(a) for a in ev["alphas"]] != [float(a) for a in e.alphas]),
+        ("random salt", ev["random_salt"] != e.random_salt),
+        ("judging model", st.get("cross_model", {}).get("other_model") != other),
+        ("probe file", "probe_sha256" in st and st["probe_sha256"] != _probe_sha(key, root))) if bad]
+    if differs:
+        raise StoreError(f"{key}'s committed steering.json was made with other {', '.join(differs)} than this run "
+                         f"(stored generation settings {have}, now {want}); run the evaluation without --from-stored.")
     folder.mkdir(parents=True, exist_ok=True)
     n = 0
     for name, recs in stored_cells(st).items():
@@ -179,7 +192,7 @@ def evaluate(handle: ModelHandle, probe: Probe, best_layer: int, s: SweepSetting
     e.layers = e.layers or SweepSettings.pick_layers(best_layer, handle.n_layers)
     folder = eval_cache_dir(handle.key, root, s, e, other)
     if from_stored:
-        n = seed_cache_from_stored(handle.key, root, folder, s, probe.meta.get("dataset_sha256"))
+        n = seed_cache_from_stored(handle.key, root, folder, s, e, other, probe.meta.get("dataset_sha256"))
         if progress:
             print(f"{n} judged cells taken from the committed steering.json", flush=True)
     judge, empathy, judges_record = make_judge(handle, probe, best_layer, other, root, load, report)
@@ -204,7 +217,9 @@ def evaluate(handle: ModelHandle, probe: Probe, best_layer: int, s: SweepSetting
     cross = {"other_model": other, "n_texts": len(records), "pearson": float(np.corrcoef(sc_self, sc_other)[0, 1]),
              "spearman": float(metrics.correlation_ci(sc_self, sc_other, "spearman", n_boot=200)[0])}
     write_json(out / "steering.json", {
-        "schema": SCHEMA_VERSION, "model_key": handle.key, "dataset_sha256": data_sha, "settings": stored,
+        "schema": SCHEMA_VERSION, "model_key": handle.key, "dataset_sha256": data_sha,
+        "probe_sha256": _probe_sha(handle.key, root),  # the probe file present when this evaluation was decided
+        "settings": stored,
         "probe_layer": best_layer,
         "best_detection_layer": best_layer, "best_steering_layer": evaluation["chosen"]["layer"],
         "best_steering_layer_rule": evaluation["chosen"]["rule"], "default_alpha": evaluation["chosen"]["alpha"],

@@ -278,11 +278,14 @@ def _success_lines(v: dict) -> list[str]:
     if a["precision"] is not None:
         lo, hi = a["precision_ci"]
         line += (f" Over every called pair of one scenario whatever the seeds ({a['baselines']} baselines × "
-                 f"{a['replies']} replies, {a['pairs']} pairs): {a['precision']:.2f} [{lo:.2f}, {hi:.2f}] (two-way "
-                 "bootstrap).")
+                 f"{a['replies']} replies, {a['pairs']} pairs): {a['precision']:.2f} [{lo:.2f}, {hi:.2f}] (bootstrap "
+                 "within scenario; the two calls' precisions multiplied, not independent evidence).")
     if steered:
         line += (f" These are the pairs where the call can fire; on labelled steered pairs it made "
                  f"{'none' if not made else made} ({steered}).")
+    line += (" A stand-in, not a steered reply: replies told to help often restate the sentence added to their prompt "
+             "(\"...stop and help the other player who is struggling\"), which the labellers did not see and the echo "
+             "gate does not compare against.")
     g = v.get("success_goal")
     if g:
         line += f" Goal: {g['rule']}: {'met' if g['met'] else 'not met'}, on its point estimate."

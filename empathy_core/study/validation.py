@@ -333,9 +333,11 @@ def prompted_pairs(rows: Sequence[Row], t: GateThresholds, cut: dict[str, float]
     seed-noise band; two calls at once move it by at least ``t_empathic - t_task``, which is above every bundled
     model's band, as ``tests/test_validation_real.py`` checks.)
 
-    ``same_seed``: the pairs of one (model, scenario, seed) whose two replies are labelled. ``any_seed``: every called
-    pair of one (model, scenario), whatever the seeds (two prompts make the replies of one seed independent draws),
-    precision only, with a two-way bootstrap (baselines and replies told to help resampled apart within scenario)."""
+    ``same_seed``: the pairs of one (model, scenario, seed) whose two replies are labelled (one seed means the same
+    random numbers, so the two replies often share their opening words). ``any_seed``: every called pair of one
+    (model, scenario), whatever the seeds, precision only, with a bootstrap that resamples baselines and replies told
+    to help apart within each scenario (scenarios are not resampled). It is the two calls' precisions multiplied
+    within each scenario, so it adds pairs, not independent evidence."""
     from .metrics import wilson_ci
 
     emp, task = calls(rows, t, cut)
