@@ -173,3 +173,32 @@ def test_the_plain_verdict_follows_the_goals():
     none = {**ev, "rates": [r for r in ev["rates"] if r["condition"] != "probe"]}
     assert steering_verdict(none).startswith("**No steering effect can be measured")
     assert steering_verdict(ev) in rates_table(_new_format(), None)  # the Steering results tab leads with it
+
+
+def test_the_labels_alone_give_their_own_steering_verdict_and_table():
+    from empathy_core.app.ui.steering_tab import evaluation_table
+    from empathy_core.study.report import labels_verdict, validation_table
+
+    def p(push, cond, k, n, layer=1, alpha=0.1, direction="detection", unchanged=0, fired=0, right=0):
+        return {"push": push, "condition": cond, "model": "m1", "direction": direction, "layer": layer, "alpha": alpha,
+                "successes": k, "n": n, "rate": k / n, "ci": [max(0.0, k / n - 0.1), min(1.0, k / n + 0.1)],
+                "unchanged": unchanged, "labels": {"empathic_choice": k, "task_choice": n - k},
+                "success_call": {"predicted": fired, "true_positives": right}}
+    pushes = [p("chosen", "probe", 0, 50, unchanged=30), p("chosen", "matched_random", 1, 50),
+              p("strongest", "probe", 3, 50, layer=12, alpha=0.3, direction="mean_diff", fired=2, right=1),
+              p("seed_only", "baseline", 2, 50, layer=None, alpha=0.0, direction=""),
+              p("told_to_help", "instructed_empathic", 20, 50, layer=None, alpha=0.0, direction="")]
+    v = {**_validation(), "labelled_pushes": pushes}
+    line = labels_verdict(v, "m1")
+    assert line.startswith("**By the blind labels alone, steering did not turn task choices into empathic ones**")
+    assert "the chosen push (detection, layer 1, α = +0.1): 0 of 50, 0.00 [0.00, 0.10], 30 replies the baseline" in line
+    assert "the strongest coherent push (mean difference, layer 12, α = +0.3): 3 of 50" in line
+    assert "told in the prompt to help: 20 of 50" in line and labels_verdict(v, "m2") == ""
+    md = validation_table(v, "m1")
+    assert "| its matched random direction | random, same norm, layer 1, α = +0.1 | 1 of 50" in md
+    assert "| 2, 1 |" in md and "labelled_pushes" not in md
+    assert "By the blind labels" not in validation_table(v, "m2")
+    works = {**v, "labelled_pushes": [p("chosen", "probe", 40, 50), p("chosen", "matched_random", 1, 50)]}
+    assert labels_verdict(works, "m1").startswith("**By the blind labels alone, steering turned task choices")
+    st = {**_new_format(), "model_key": "m1"}
+    assert line in evaluation_table(st, v) and "By the blind labels" not in evaluation_table(st, None)

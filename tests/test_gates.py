@@ -1,6 +1,7 @@
 """The steering gates and their validation logic, on hand-made replies and rows (no model)."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -197,3 +198,55 @@ def test_success_call_on_prompted_pairs_counts_both_replies():
     assert not goal["met"] and goal["predicted"] == 3
     ok = validation.success_goal({"same_seed": {**s, "precision": 0.9}})
     assert ok["met"]
+
+
+def _push(sc, seed, push, cond, base, reply, layer=1, alpha=0.1, direction="detection"):
+    return {"scenario": sc, "seed": seed, "push": push, "condition": cond, "direction": direction, "layer": layer,
+            "alpha": alpha, "baseline_id": base, "reply_id": reply}
+
+
+def test_labelled_pushes_count_empathic_labels_of_task_baselines_and_check_the_call():
+    cut = {"t_empathic": 1.0, "t_task": -1.0}
+    t = GateThresholds()
+    rows = [_pair_row(0, "baseline", "task_choice", -2.0), _pair_row(1, "baseline", "task_choice", 0.0),
+            _pair_row(2, "baseline", "unclear", -2.0),  # not a task choice by the labels: not counted
+            _pair_row(10, "probe", "empathic_choice", 2.0),  # push on seed 0: a true success, and the call fires
+            _pair_row(11, "probe", "echo_or_meta", 2.0),  # push on seed 1: judge high, label says echo: no success
+            _pair_row(12, "probe", "empathic_choice", 2.0),  # push on seed 2: baseline not a task choice
+            _pair_row(13, "matched_random", "task_choice", -2.0)]
+    rows = [dataclasses.replace(r, item=dataclasses.replace(r.item, reply=f"I help them, {k}.")) for k, r in enumerate(rows)]
+    ids = {i: r.item.id for i, r in zip((0, 1, 2, 10, 11, 12, 13), rows)}
+    pushes = [_push("maze", 0, "chosen", "probe", ids[0], ids[10]), _push("maze", 1, "chosen", "probe", ids[1], ids[11]),
+              _push("maze", 2, "chosen", "probe", ids[2], ids[12]),
+              _push("maze", 0, "chosen", "matched_random", ids[0], ids[13]),
+              _push("maze", 1, "chosen", "matched_random", ids[1], ids[1]),  # the reply is the baseline unchanged
+              _push("maze", 0, "seed_only", "baseline", ids[0], ids[1], layer=None, alpha=0.0, direction="")]
+    out = validation.labelled_pushes(rows, pushes, t, cut, n_boot=200)
+    by = {(p["push"], p["condition"]): p for p in out}
+    assert [(p["push"], p["condition"]) for p in out] == [("chosen", "probe"), ("chosen", "matched_random"),
+                                                          ("seed_only", "baseline")]
+    pr, rd = by[("chosen", "probe")], by[("chosen", "matched_random")]
+    assert (pr["n"], pr["successes"], pr["rate"]) == (2, 1, 0.5) and pr["model"] == "qwen"
+    assert pr["labels"] == {"echo_or_meta": 1, "empathic_choice": 1} and pr["readable_share"] == 0.5
+    assert pr["ci"][0] < 0.5 < pr["ci"][1]
+    c = pr["success_call"]  # fires on seed 0 only (seed 1's baseline gets no task call): right
+    assert (c["predicted"], c["true_positives"], c["actual"]) == (1, 1, 1) and c["precision_ci"][1] == 1.0
+    assert (rd["n"], rd["successes"], rd["unchanged"]) == (2, 0, 1) and rd["success_call"]["precision"] is None
+    goals = validation.pushes_goals(out)["chosen"]
+    assert goals["probe_met"] and goals["random_met"] and goals["seed_only_met"] and not goals["separated"]
+
+
+def test_load_pushes_names_labelled_ids_only(tmp_path):
+    from empathy_core.study.labels import load_pushes
+
+    items = [_row(0, "task_choice", "test").item]
+    f = tmp_path / "pushes.jsonl"
+    assert load_pushes(f, items) == ()
+    f.write_text(json.dumps(_push("maze", 0, "chosen", "probe", "x0", "x0")) + "\n")
+    assert load_pushes(f, items)[0]["reply_id"] == "x0"
+    f.write_text(json.dumps(_push("maze", 0, "chosen", "probe", "x0", "nope")) + "\n")
+    with pytest.raises(ValueError, match="reply_id 'nope' is not a labelled reply"):
+        load_pushes(f, items)
+    f.write_text(json.dumps({"scenario": "maze"}) + "\n")
+    with pytest.raises(ValueError, match="missing seed"):
+        load_pushes(f, items)

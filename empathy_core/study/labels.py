@@ -33,6 +33,11 @@ from typing import Any, Literal
 from ..core.scenarios import DATA_DIR
 
 LABELS_PATH = DATA_DIR / "labels" / "generations.jsonl"
+# Which labelled reply is which push's reply for which labelled baseline (labels batch8): one line per
+# (scenario, seed, push, condition) with ``baseline_id`` and ``reply_id``, both ids of ``generations.jsonl``, and the
+# push's direction, layer and alpha ("" / None / 0 for the unsteered controls).
+PUSHES_PATH = DATA_DIR / "labels" / "pushes.jsonl"
+PUSH_FIELDS = ("scenario", "seed", "push", "condition", "direction", "layer", "alpha", "baseline_id", "reply_id")
 Label = Literal["empathic_choice", "task_choice", "unclear", "off_topic", "incoherent", "echo_or_meta"]
 LABEL_NAMES: tuple[str, ...] = ("incoherent", "echo_or_meta", "off_topic", "empathic_choice", "task_choice", "unclear")
 SPLIT_SALT = "labels-v1"
@@ -108,6 +113,26 @@ def split_groups(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
 def load_labels(path: Path = LABELS_PATH) -> tuple[LabelledReply, ...]:
     """Every labelled reply, in file order."""
     return tuple(LabelledReply(**json.loads(line)) for line in Path(path).read_text().splitlines() if line.strip())
+
+
+def load_pushes(path: Path = PUSHES_PATH, items: Sequence[LabelledReply] | None = None) -> tuple[dict, ...]:
+    """The pairing of labels batch8 (empty where the file does not exist): every line must name labelled ids."""
+    if not Path(path).exists():
+        return ()
+    ids = {x.id for x in (load_labels() if items is None else items)}
+    out = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        missing = [f for f in PUSH_FIELDS if f not in r]
+        if missing:
+            raise ValueError(f"{path}:{n}: missing {', '.join(missing)}")
+        for f in ("baseline_id", "reply_id"):
+            if r[f] not in ids:
+                raise ValueError(f"{path}:{n}: {f} {r[f]!r} is not a labelled reply")
+        out.append({f: r[f] for f in PUSH_FIELDS})
+    return tuple(out)
 
 
 def summary(items: Sequence[LabelledReply]) -> dict:

@@ -221,7 +221,9 @@ def steering_results(root: Path | None = None) -> str:
     for i, (name, goal, _) in enumerate(first):
         out.append(f"| {name} | {goal} | " + " | ".join(rows[k][i][2] for k in evs) + " |")
     out.append("")
-    out += [f"- {k}: {steering_verdict(ev)}" for k, ev in evs.items()]
+    labelled = store.load_shared("judge_validation.json", root)
+    out += [f"- {k}: {steering_verdict(ev)}" + (f" {labels_verdict(labelled, k)}" if labels_verdict(labelled, k) else "")
+            for k, ev in evs.items()]
     return "\n".join(out)
 
 
@@ -308,6 +310,9 @@ def validation_table(v: dict | None, key: str | None = None) -> str:
         out.append(f"| {name.replace('_', ' ')} | {r['flags']} | {p} | {rc} | {r['predicted']} / {r['actual']} |")
     out += _fresh_lines(v)
     out += _success_lines(v)
+    pushes = labelled_pushes_table(v, key)
+    if pushes:
+        out += ["", pushes]
     g = v["goal"]
     ci = g.get("precision_ci")
     prec = "—" if g["precision"] is None else f"{g['precision']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}], "
@@ -374,3 +379,70 @@ def render_about(template: str, root: Path | None = None) -> str:
     """The About text with its result slots filled from the committed files."""
     return (template.replace(ABOUT_SLOTS[0], detection_results(root)).replace(ABOUT_SLOTS[1], sweep_note(root))
             .replace(ABOUT_SLOTS[2], steering_results(root)))
+
+
+PUSH_NAMES = {("chosen", "probe"): "the chosen push", ("chosen", "matched_random"): "its matched random direction",
+              ("strongest", "probe"): "the strongest coherent push", ("strongest", "matched_random"):
+              "its matched random direction", ("seed_only", "baseline"): "seed only (unsteered, next seed)",
+              ("told_to_help", "instructed_empathic"): "told in the prompt to help (positive control)"}
+
+
+def _push_setting(p: dict) -> str:
+    if p["layer"] is None:
+        return "unsteered"
+    d = "mean difference" if p["direction"] == "mean_diff" else p["direction"] or "probe"
+    return f"{'random, same norm' if p['condition'] == 'matched_random' else d}, layer {p['layer']}, α = +{p['alpha']:g}"
+
+
+def _frac(p: dict) -> str:
+    return f"{p['successes']} of {p['n']}, {p['rate']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]" if p["n"] else "n = 0"
+
+
+def labels_verdict(v: dict | None, key: str | None = None) -> str:
+    """The plain answer of the blind labels alone (labels batch8), for ``key``'s model; "" where there is none."""
+    ps = [p for p in (v or {}).get("labelled_pushes") or [] if key is None or p["model"] == key]
+    by = {(p["push"], p["condition"]): p for p in ps}
+    ch, chr_, st, str_ = (by.get(k) for k in (("chosen", "probe"), ("chosen", "matched_random"),
+                                               ("strongest", "probe"), ("strongest", "matched_random")))
+    if not ch or not ch["n"]:
+        return ""
+    works = [p for p, r in ((ch, chr_), (st, str_)) if p and r and p["n"] and p["rate"] >= STEERING_GOALS["probe_pos"]
+             and p["ci"][0] > r["ci"][1]]
+    seed, told = by.get(("seed_only", "baseline")), by.get(("told_to_help", "instructed_empathic"))
+    head = ("**By the blind labels alone, steering turned task choices into empathic ones**" if works else
+            "**By the blind labels alone, steering did not turn task choices into empathic ones**")
+    parts = [f"{PUSH_NAMES[(p['push'], p['condition'])]} ({_push_setting(p)}): {_frac(p)}"
+             + (f", {p['unchanged']} replies the baseline unchanged" if p["unchanged"] else "")
+             for p in (ch, chr_, st, str_) if p]
+    if seed:
+        parts.append(f"seed only: {_frac(seed)}")
+    if told:
+        parts.append(f"told in the prompt to help: {_frac(told)}")
+    return (f"{head} ({ch['n']} {ch['model']} baselines that two blind passes call task choices; the reply of each push "
+            f"at the same scenario and seed, labelled blind, counts when it is labelled an empathic choice): "
+            + "; ".join(parts) + ". No automatic judgment decides these rates.")
+
+
+def labelled_pushes_table(v: dict | None, key: str | None = None) -> str:
+    """Steering judged by the blind labels alone (labels batch8): each push and control's share of task-choice
+    baselines turned empathic, its label mix, and the success call checked on those real steered pairs."""
+    ps = [p for p in (v or {}).get("labelled_pushes") or [] if key is None or p["model"] == key]
+    if not ps:
+        return ""
+    out = [labels_verdict(v, key), "",
+           "| reply | setting | empathic choice of n task-choice baselines [95% CI] | labels | success call: fired, right |",
+           "|---|---|---|---|---|"]
+    for p in ps:
+        c = p["success_call"]
+        out.append(f"| {PUSH_NAMES.get((p['push'], p['condition']), p['push'])} | {_push_setting(p)} | {_frac(p)} | "
+                   + ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in p["labels"].items())
+                   + f" | {c['predicted']}, {c['true_positives']} |")
+    g = (v or {}).get("labelled_pushes_goals") or {}
+    for push, r in g.items():
+        out.append(f"\nGoals on the labels, {'chosen' if push == 'chosen' else 'strongest'} push: push ≥ 0.30 "
+                   f"{'met' if r['probe_met'] else 'not met'}; matched random ≤ 0.10 {'met' if r['random_met'] else 'not met'}; "
+                   f"seed only ≤ 0.10 {'met' if r['seed_only_met'] else 'not met'}; push's lower bound above random's "
+                   f"upper {'met' if r['separated'] else 'not met'}.")
+    out.append("\nIntervals: cluster bootstrap over (scenario, seed) baselines, widened to at least Wilson. The strongest "
+               "push is the choose-seeds' cell that moved the empathy judge most while its replies stayed ≥ 90% coherent.")
+    return "\n".join(out)

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import gates
 from .gates import GateThresholds
-from .labels import FRESH_BATCHES, LabelledReply, load_labels
+from .labels import FRESH_BATCHES, LabelledReply, load_labels, load_pushes
 
 GOOD = ("empathic_choice", "task_choice", "unclear")  # coherent, on topic, not echo
 
@@ -423,8 +423,9 @@ def choose_gate_rule(cv: dict[str, dict]) -> str:
     return max(GATE_RULES, key=lambda k: (f1(cv[k]), -GATE_RULES.index(k)))
 
 
-def validate(rows: Sequence[Row]) -> dict[str, Any]:
-    """Fit on the train rows, report on the test rows (overall and per model)."""
+def validate(rows: Sequence[Row], pushes: Sequence[dict] | None = None) -> dict[str, Any]:
+    """Fit on the train rows, report on the test rows (overall and per model); ``pushes`` (default: the committed
+    pairing file, where it exists) adds steering judged by the labels alone."""
     train = [r for r in rows if r.item.split == "train"]
     test = [r for r in rows if r.item.split == "test"]
     cv = cross_validate_rules(train)
@@ -453,6 +454,10 @@ def validate(rows: Sequence[Row]) -> dict[str, Any]:
         if pairs["same_seed"]["n"]:
             report["test_fresh_success"] = pairs
             report["success_goal"] = success_goal(pairs)
+    pushes = load_pushes(items=[r.item for r in rows]) if pushes is None else pushes
+    if pushes:  # steering judged by the labels alone (batch8), with the call checked on those real steered pairs
+        report["labelled_pushes"] = labelled_pushes(rows, pushes, t, cut)
+        report["labelled_pushes_goals"] = pushes_goals(report["labelled_pushes"])
     report["goal"] = goal(report["test_fresh" if fresh else "test"]["empathic_call"],
                           "the fresh batch (labelled blind after the rule was fixed)" if fresh else "the held-out test part")
     return report
@@ -498,3 +503,68 @@ def load_validation(root: Path | None = None) -> dict | None:
     from .. import store
 
     return store.load_shared("judge_validation.json", root)
+
+
+PUSH_ORDER = (("chosen", "probe"), ("chosen", "matched_random"), ("strongest", "probe"), ("strongest", "matched_random"),
+              ("seed_only", BASELINE), ("told_to_help", TOLD_TO_HELP))
+
+
+def labelled_pushes(rows: Sequence[Row], pushes: Sequence[dict], t: GateThresholds, cut: dict[str, float],
+                    n_boot: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
+    """Steering judged by the blind labels alone (labels batch8, ``labels.PUSHES_PATH``): for each push and control,
+    how many of the baselines labelled ``task_choice`` its reply of the same scenario turned into an
+    ``empathic_choice`` (a label that already excludes incoherent, off-topic, echo and unclear replies), with a
+    cluster-bootstrap interval over (scenario, seed) baselines (widened to at least Wilson), the replies' label mix,
+    and the success call (a task call on the baseline, an empathic call on the reply) against those labels.
+
+    No automatic judgment decides the rate; the call is checked on real steered pairs beside it."""
+    from collections import Counter
+
+    from .controls import cluster_bootstrap_rate
+    from .metrics import wilson_ci
+
+    emp, task = calls(rows, t, cut)
+    at = {r.item.id: i for i, r in enumerate(rows)}
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for p in pushes:
+        groups.setdefault((p["push"], p["condition"]), []).append(p)
+    order = [k for k in PUSH_ORDER if k in groups] + sorted(k for k in groups if k not in PUSH_ORDER)
+    out = []
+    for push, cond in order:
+        ps = [p for p in groups[(push, cond)] if rows[at[p["baseline_id"]]].item.label == "task_choice"]
+        r_idx = np.array([at[p["reply_id"]] for p in ps], dtype=int)
+        b_idx = np.array([at[p["baseline_id"]] for p in ps], dtype=int)
+        labs = [rows[i].item.label for i in r_idx]
+        truth = np.array([x == "empathic_choice" for x in labs], dtype=bool)
+        rate = cluster_bootstrap_rate(truth.tolist(), [(p["scenario"], p["seed"]) for p in ps], n_boot, seed)
+        pred = task[b_idx] & emp[r_idx] if len(ps) else np.zeros(0, dtype=bool)
+        call = _pr(pred, truth)
+        call["precision_ci"] = list(wilson_ci(call["true_positives"], call["predicted"])) if call["predicted"] else None
+        first = ps[0] if ps else {}
+        out.append({"push": push, "condition": cond, "model": rows[b_idx[0]].item.model if len(ps) else None,
+                    "direction": first.get("direction", ""),
+                    "layer": first.get("layer"), "alpha": first.get("alpha", 0.0), **rate.to_dict(),
+                    "unchanged": int(sum(rows[i].item.reply.strip() == rows[j].item.reply.strip()
+                                         for i, j in zip(r_idx, b_idx))),
+                    "labels": dict(sorted(Counter(labs).items())),
+                    "readable_share": float(np.mean([x in GOOD for x in labs])) if labs else None,
+                    "success_call": call})
+    return out
+
+
+def pushes_goals(pushes: Sequence[dict]) -> dict[str, Any] | None:
+    """Issue 11's first three goals read on the blind labels alone, for each push beside its matched random direction
+    and the seed-only control: push >= 0.30, each control <= 0.10, the push's lower bound above matched random's upper."""
+    by = {(p["push"], p["condition"]): p for p in pushes}
+    seed = by.get(("seed_only", BASELINE))
+    out = {}
+    for push in ("chosen", "strongest"):
+        pr, rd = by.get((push, "probe")), by.get((push, "matched_random"))
+        if not pr or not rd or not pr["n"] or not rd["n"]:
+            continue
+        out[push] = {"probe_rate": pr["rate"], "probe_ci": pr["ci"], "random_rate": rd["rate"], "random_ci": rd["ci"],
+                     "seed_only_rate": seed["rate"] if seed else None,
+                     "probe_met": pr["rate"] >= 0.30, "random_met": rd["rate"] <= 0.10,
+                     "seed_only_met": bool(seed and seed["n"] and seed["rate"] <= 0.10),
+                     "separated": pr["ci"][0] > rd["ci"][1]}
+    return out or None

@@ -52,6 +52,28 @@ MODEL = "qwen2.5-coder-0.5b"
 PUSHES = {"chosen": ("detection", 1, 0.1), "strongest": ("mean_diff", 12, 0.3)}
 
 
+def strongest_cell(path: str = "precomputed/qwen2.5-coder-0.5b/steering.json") -> tuple[str, int, float]:
+    """The choose-seeds' (direction, layer, alpha > 0) with the largest mean empathy-judge rise over alpha = 0 among
+    cells whose replies pass the coherence gates >= 90% (read from the committed choose-seed generations only)."""
+    st = json.loads(Path(path).read_text())
+    choose = set(st["evaluation"]["settings"]["choose_seeds"])
+    cells: dict = {}
+    for g in st["generations"]:
+        if g["seed"] in choose and g["condition"] == "probe":
+            cells.setdefault((g["direction"], g["layer"], g["alpha"]), []).append(g)
+
+    def mean(xs):
+        return sum(xs) / len(xs)
+    best = None
+    for (d, layer, a), gs in cells.items():
+        if a <= 0 or mean([bool(g["gates"]["coherent"]) for g in gs]) < 0.9:
+            continue
+        rise = mean([g["judges"]["ensemble"] for g in gs]) - mean([g["judges"]["ensemble"] for g in cells[(d, layer, 0.0)]])
+        if best is None or rise > best[0]:
+            best = (rise, (d, layer, a))
+    return best[1]
+
+
 def task_baselines() -> list[tuple[str, int]]:
     """Batch7's baselines labelled task_choice, as (scenario, seed), sorted."""
     return sorted({(r.scenario, r.seed) for r in load_labels()
@@ -62,6 +84,7 @@ def main(out: str, part: int = 0, parts: int = 1) -> None:
     path = Path(out)
     done = {(r["push"], r["scenario"], r["seed"]) for r in map(json.loads, path.read_text().splitlines())} \
         if path.exists() else set()
+    assert strongest_cell() == PUSHES["strongest"], strongest_cell()
     h = load_model(MODEL)
     probe = load_probe(MODEL)
     dirs = {"mean_diff": probe.directions, "detection": probe.detection.directions}

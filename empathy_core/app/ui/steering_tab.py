@@ -8,7 +8,7 @@ import gradio as gr
 
 from ...core.scenarios import scenarios
 from ...errors import UserError
-from ...study.report import steering_goal_rows, steering_verdict, sweep_note, validation_table
+from ...study.report import labels_verdict, steering_goal_rows, steering_verdict, sweep_note, validation_table
 from ...study.sweep import Condition
 from ..plots import coherence_figure, dose_response_figure, success_figure
 from ..service import Service, check_int
@@ -23,13 +23,15 @@ OLD_FORMAT_NOTE = ("**This model's committed sweep predates the validated pipeli
                    "then this tab cannot show the probe beside matched random and seed-only controls.")
 
 
-def evaluation_table(st: dict) -> str:
+def evaluation_table(st: dict, validation: dict | None = None) -> str:
     """Probe vs matched random vs seed-only vs prompting at the chosen alpha, with cluster intervals and the goals
     (the same rows as the README's and the About tab's table, ``report.steering_goal_rows``)."""
     ev = st["evaluation"]
-    out = [steering_verdict(ev), "", f"Chosen on the choose-seeds {tuple(ev['settings']['choose_seeds'])}, reported on "
-           f"{ev['n_baselines']} other (scenario, seed) baselines (seeds {tuple(ev['settings']['report_seeds'])}).", "",
-           "| measure | goal (set for the default model) | this model |", "|---|---|---|"]
+    labelled = labels_verdict(validation, st.get("model_key"))
+    out = [steering_verdict(ev)] + ([labelled] if labelled else [])
+    out += ["", f"Chosen on the choose-seeds {tuple(ev['settings']['choose_seeds'])}, reported on "
+            f"{ev['n_baselines']} other (scenario, seed) baselines (seeds {tuple(ev['settings']['report_seeds'])}).", "",
+            "| measure | goal (set for the default model) | this model |", "|---|---|---|"]
     out += [f"| {name} | {goal} | {cell} |" for name, goal, cell in steering_goal_rows(ev)]
     out.append(f"\nSuccess: {ev['success_rule']}. Intervals: cluster bootstrap over (scenario, seed) baselines.")
     return "\n".join(out)
@@ -38,7 +40,7 @@ def evaluation_table(st: dict) -> str:
 def rates_table(st: dict, validation: dict | None = None) -> str:
     """The success table (new evaluation, or the old rates with a note saying what they are) and the validation table."""
     if "evaluation" in st:
-        head = evaluation_table(st)
+        head = evaluation_table(st, validation)
     else:
         out = [OLD_FORMAT_NOTE, "", "| condition | α > 0: success [95% Wilson CI] | α < 0: success [95% Wilson CI] |",
                "|---|---|---|"]
