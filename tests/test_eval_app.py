@@ -196,7 +196,10 @@ def test_the_labels_alone_give_their_own_steering_verdict_and_table():
     assert "told in the prompt to help: 20 of 50" in line and labels_verdict(v, "m2") == ""
     md = validation_table(v, "m1")
     assert "| its matched random direction | random, same norm, layer 1, α = +0.1 | 1 of 50" in md
-    assert "| 2, 1 |" in md and "labelled_pushes" not in md
+    assert "| 2, 1 |" in md and "labelled_pushes" not in md and line not in md
+    assert "**Steering judged by the blind labels alone** (labels batch8: 50 unsteered m1 baselines" in md
+    assert ("fired 2 times, 1 right, where the labels find 4 empathic choices; on the controls' pairs it fired 0 (0 right) "
+            "for seed only") in md
     assert "By the blind labels" not in validation_table(v, "m2")
     works = {**v, "labelled_pushes": [p("chosen", "probe", 40, 50), p("chosen", "matched_random", 1, 50)]}
     assert labels_verdict(works, "m1").startswith("**By the blind labels alone, steering turned task choices")

@@ -13,7 +13,7 @@ def items():
 
 
 def test_every_item_has_a_known_final_label_from_the_rule(items):
-    assert len(items) == 965 and len({x.id for x in items}) == 965
+    assert len(items) == 1188 and len({x.id for x in items}) == 1188
     for x in items:
         assert x.label in labels.LABEL_NAMES
         if x.label_a == x.label_b:
@@ -49,8 +49,27 @@ def test_kappa_per_batch_as_reported(items):
     assert round(s["batches"]["batch5"]["kappa"], 3) == 0.791
     assert round(s["batches"]["batch6"]["kappa"], 3) == 0.857
     assert round(s["batches"]["batch7"]["kappa"], 3) == 0.917
+    assert round(s["batches"]["batch8"]["kappa"], 3) == 0.733 and s["batches"]["batch8"]["third_reads"] == 45
     assert Counter(x.batch for x in items) == {"batch1": 220, "batch2": 110, "batch3": 110, "batch4": 110, "batch5": 115,
-                                               "batch6": 150, "batch7": 150}
+                                               "batch6": 150, "batch7": 150, "batch8": 223}
+
+
+def test_pushes_pair_each_task_choice_baseline_with_six_replies_of_its_scenario(items):
+    ps = labels.load_pushes(items=items)
+    by = {x.id: x for x in items}
+    bases = {p["baseline_id"] for p in ps}
+    assert len(bases) == 57 and all(by[b].batch == "batch7" and by[b].label == "task_choice" for b in bases)
+    assert Counter((p["push"], p["condition"]) for p in ps) == {
+        ("chosen", "probe"): 57, ("chosen", "matched_random"): 57, ("strongest", "probe"): 57,
+        ("strongest", "matched_random"): 57, ("seed_only", "baseline"): 57, ("told_to_help", "instructed_empathic"): 57}
+    seeds = defaultdict(set)  # the seeds each reply was generated at, by its uses
+    for p in ps:
+        base, reply = by[p["baseline_id"]], by[p["reply_id"]]
+        assert base.scenario == reply.scenario == p["scenario"] and base.seed == p["seed"]
+        seeds[p["reply_id"]].add((p["seed"] + 1 if p["seed"] < 699 else 600) if p["push"] == "seed_only" else p["seed"])
+    # a new text's key is one of its uses (a text generated at two seeds, or by two pushes, keeps its first use)
+    new = {i for i in seeds if by[i].batch == "batch8"}
+    assert len(new) == 223 and all(by[i].seed in seeds[i] for i in new)
 
 
 def test_cohens_kappa_reference_values():

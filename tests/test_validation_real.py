@@ -53,6 +53,16 @@ def test_recomputes_committed_judge_validation(smol, gemma, embedding_judge):
     assert got["any_seed"]["precision"] == pytest.approx(want["any_seed"]["precision"], abs=0.05)
     assert fresh["success_goal"]["met"] == committed["success_goal"]["met"]
     assert committed["success_goal"]["predicted"] >= 3 and "success call" in committed["success_goal"]["rule"]
+    # steering judged by the labels alone (batch8): the rates are label counts, the call's firings within float noise
+    want = {(p["push"], p["condition"]): p for p in committed["labelled_pushes"]}
+    got = {(p["push"], p["condition"]): p for p in fresh["labelled_pushes"]}
+    assert set(got) == set(want) and len(want) == 6
+    for k, w in want.items():
+        assert (got[k]["n"], got[k]["successes"], got[k]["labels"], got[k]["unchanged"]) == (
+            w["n"], w["successes"], w["labels"], w["unchanged"]), k
+        assert got[k]["ci"] == pytest.approx(w["ci"]), k
+        assert abs(got[k]["success_call"]["predicted"] - w["success_call"]["predicted"]) <= 1, k
+    assert fresh["labelled_pushes_goals"].keys() == committed["labelled_pushes_goals"].keys() == {"chosen", "strongest"}
 
 
 def test_two_calls_at_once_clear_every_models_noise_band():

@@ -46,7 +46,7 @@ TEST_FRACTION = 0.5
 # call is tested on replies nobody had read when it was fitted (``validation`` reports them on their own).
 # Planned in session 7 as batch5; that name went to session 8's enrichment batch (split like batches 1-4), so the
 # fresh batch is batch6.
-FRESH_BATCHES: tuple[str, ...] = ("batch6", "batch7")
+FRESH_BATCHES: tuple[str, ...] = ("batch6", "batch7", "batch8")
 
 
 @dataclass(frozen=True)

@@ -418,7 +418,7 @@ def labels_verdict(v: dict | None, key: str | None = None) -> str:
         parts.append(f"seed only: {_frac(seed)}")
     if told:
         parts.append(f"told in the prompt to help: {_frac(told)}")
-    return (f"{head} ({ch['n']} {ch['model']} baselines that two blind passes call task choices; the reply of each push "
+    return (f"{head} ({ch['n']} {ch['model']} baselines that the blind labels call task choices; the reply of each push "
             f"at the same scenario and seed, labelled blind, counts when it is labelled an empathic choice): "
             + "; ".join(parts) + ". No automatic judgment decides these rates.")
 
@@ -429,7 +429,15 @@ def labelled_pushes_table(v: dict | None, key: str | None = None) -> str:
     ps = [p for p in (v or {}).get("labelled_pushes") or [] if key is None or p["model"] == key]
     if not ps:
         return ""
-    out = [labels_verdict(v, key), "",
+    n = ps[0]["n"]
+    steered = [p for p in ps if p["layer"] is not None]
+    fired = sum(p["success_call"]["predicted"] for p in steered)
+    right = sum(p["success_call"]["true_positives"] for p in steered)
+    found = sum(p["successes"] for p in steered)
+    out = [f"**Steering judged by the blind labels alone** (labels batch8: {n} unsteered {ps[0]['model']} baselines that "
+           "the blind labels call task choices; each push's reply at the same scenario and seed, and the controls', "
+           "labelled blind; a reply counts when it is labelled an empathic choice, which excludes incoherent, off-topic, "
+           "echo and unclear replies):", "",
            "| reply | setting | empathic choice of n task-choice baselines [95% CI] | labels | success call: fired, right |",
            "|---|---|---|---|---|"]
     for p in ps:
@@ -437,6 +445,11 @@ def labelled_pushes_table(v: dict | None, key: str | None = None) -> str:
         out.append(f"| {PUSH_NAMES.get((p['push'], p['condition']), p['push'])} | {_push_setting(p)} | {_frac(p)} | "
                    + ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in p["labels"].items())
                    + f" | {c['predicted']}, {c['true_positives']} |")
+    out.append(f"\nThe success call on these real steered pairs ({len(steered)} pushes × {n} baselines): fired {fired} "
+               f"time{'s' if fired != 1 else ''}, {right} right, where the labels find {found} empathic choice"
+               f"{'s' if found != 1 else ''}; on the controls' pairs it fired " + "; ".join(
+                   f"{p['success_call']['predicted']} ({p['success_call']['true_positives']} right) for "
+                   f"{PUSH_NAMES.get((p['push'], p['condition']), p['push'])}" for p in ps if p["layer"] is None) + ".")
     g = (v or {}).get("labelled_pushes_goals") or {}
     for push, r in g.items():
         out.append(f"\nGoals on the labels, {'chosen' if push == 'chosen' else 'strongest'} push: push ≥ 0.30 "

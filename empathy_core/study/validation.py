@@ -454,7 +454,13 @@ def validate(rows: Sequence[Row], pushes: Sequence[dict] | None = None) -> dict[
         if pairs["same_seed"]["n"]:
             report["test_fresh_success"] = pairs
             report["success_goal"] = success_goal(pairs)
-    pushes = load_pushes(items=[r.item for r in rows]) if pushes is None else pushes
+    pushes = load_pushes() if pushes is None else pushes
+    have = {r.item.id for r in rows}
+    named = {i for p in pushes for i in (p["baseline_id"], p["reply_id"])}
+    if named and not named <= have:
+        if named & have:
+            raise ValueError(f"the pairing names {len(named - have)} labelled replies these rows lack")
+        pushes = ()  # rows of another label set (a toy, a subset): the committed pairing is not theirs
     if pushes:  # steering judged by the labels alone (batch8), with the call checked on those real steered pairs
         report["labelled_pushes"] = labelled_pushes(rows, pushes, t, cut)
         report["labelled_pushes_goals"] = pushes_goals(report["labelled_pushes"])
