@@ -30,7 +30,7 @@ def test_recomputes_committed_judge_validation(smol, gemma, embedding_judge):
         if "true_positives" in want:
             # a score within float noise of a cut-off may flip one reply
             assert abs(got["predicted"] - want["predicted"]) <= 1 and abs(got["true_positives"] - want["true_positives"]) <= 1, stage
-    assert fresh["n"] == committed["n"] == {"train": 333, "test": 632}
+    assert fresh["n"] == committed["n"] == {"train": 333, "test": 855}
     assert fresh["gate_rule"] == committed["gate_rule"]
     for part, want in committed["judge_auroc"].items():
         for name in ("label_judge", "pair_judge"):
