@@ -111,7 +111,7 @@ def test_validation_table_gives_the_call_by_stratum_and_the_gate_rule():
          "gate_rule": "joint_f1", "gate_rule_cv": {"joint_f1": {"all_gates_pass": call, "task_call": call},
                                                    "youden": {"all_gates_pass": none, "task_call": none}}}
     md = validation_table(v)
-    assert "the sweep's own generations: — / 0.00 (0 of 0 predicted, 1 actual)" in md
+    assert "the sweep's conditions (steered, α = 0, random and prompted rows; batch8's pushes among them): — / 0.00 (0 of 0 predicted, 1 actual)" in md
     assert "told in the prompt which choice to make: 0.75 / 0.60 (3 of 4 predicted, 5 actual)" in md
     assert "rule `joint_f1`" in md and "`youden` all gates pass — / 0.00" in md
 
@@ -127,8 +127,9 @@ def test_validation_table_reports_a_fresh_batch_on_its_own_and_by_stratum():
     md = validation_table(v)
     assert "**Fresh test** (batch6: replies nobody had read" in md and "n = 15" in md
     assert "empathic call 0.75 / 0.60 (3 of 4 predicted, 5 actual)" in md
-    assert "its recall overstates the pool's" in md
-    assert ("The fresh test's empathic call by how the replies were made: the sweep's own generations: — / 0.00 "
+    assert "their recall overstates the pool's" in md
+    assert ("The fresh test's empathic call by how the replies were made: the sweep's conditions (steered, α = 0, random "
+            "and prompted rows; batch8's pushes among them): — / 0.00 "
             "(0 of 0 predicted, 1 actual); replies told in the prompt which choice to make: 0.75 / 0.60") in md
     plain = {k: x for k, x in _validation().items() if not k.startswith("test_fresh")}
     assert "Fresh test" not in validation_table(plain)
@@ -163,7 +164,7 @@ def test_the_plain_verdict_follows_the_goals():
     ev = _new_format()["evaluation"]
     # 9/20 = 0.45 >= 0.30, but its CI [0, 0.90] is not above matched random's [0, 0.10]: no effect by this test
     v = steering_verdict(ev)
-    assert v.startswith("**Steering along the empathy direction showed no effect") and "probe 9 of 20" in v
+    assert v.startswith("**The validated call saw no steering effect on this model's choices**") and "probe 9 of 20" in v
     assert "matched random 1 of 20" in v and "weak test" not in v
     clear = {**ev, "rates": [{**r, "ci": [0.3, 0.6]} if r["condition"] == "probe" else r for r in ev["rates"]]}
     assert steering_verdict(clear).startswith("**Steering works on this model by this test**")
@@ -178,30 +179,51 @@ def test_the_plain_verdict_follows_the_goals():
 def test_the_labels_alone_give_their_own_steering_verdict_and_table():
     from empathy_core.app.ui.steering_tab import evaluation_table
     from empathy_core.study.report import labels_verdict, validation_table
+    from empathy_core.study.validation import pushes_goals
 
-    def p(push, cond, k, n, layer=1, alpha=0.1, direction="detection", unchanged=0, fired=0, right=0):
+    def p(push, cond, k, n, layer=1, alpha=0.1, direction="detection", unchanged=0, fired=0, right=0, task=None,
+          readable=1.0):
+        task = n - k if task is None else task
         return {"push": push, "condition": cond, "model": "m1", "direction": direction, "layer": layer, "alpha": alpha,
                 "successes": k, "n": n, "rate": k / n, "ci": [max(0.0, k / n - 0.1), min(1.0, k / n + 0.1)],
-                "unchanged": unchanged, "labels": {"empathic_choice": k, "task_choice": n - k},
+                "ci_scenarios": [0.0, 0.2], "scenarios": {"maze": n}, "readable_share": readable, "unchanged": unchanged,
+                "labels": {"empathic_choice": k, "task_choice": task, "unclear": n - k - task},
                 "success_call": {"predicted": fired, "true_positives": right}}
     pushes = [p("chosen", "probe", 0, 50, unchanged=30), p("chosen", "matched_random", 1, 50),
-              p("strongest", "probe", 3, 50, layer=12, alpha=0.3, direction="mean_diff", fired=2, right=1),
+              p("strongest", "probe", 3, 50, layer=12, alpha=0.3, direction="mean_diff", fired=2, right=1, task=0,
+                readable=0.5),
+              p("strongest", "matched_random", 0, 50, layer=12, alpha=0.3, task=20),
               p("seed_only", "baseline", 2, 50, layer=None, alpha=0.0, direction=""),
               p("told_to_help", "instructed_empathic", 20, 50, layer=None, alpha=0.0, direction="")]
-    v = {**_validation(), "labelled_pushes": pushes}
+    v = {**_validation(), "labelled_pushes": pushes, "labelled_pushes_goals": pushes_goals(pushes)}
     line = labels_verdict(v, "m1")
-    assert line.startswith("**By the blind labels alone, steering did not turn task choices into empathic ones**")
+    assert line.startswith("**By the blind labels alone, steering did not turn task choices into empathic ones** at "
+                           "the 2 settings tried, α > 0 only")
     assert "the chosen push (detection, layer 1, α = +0.1): 0 of 50, 0.00 [0.00, 0.10], 30 replies the baseline" in line
-    assert "the strongest coherent push (mean difference, layer 12, α = +0.3): 3 of 50" in line
-    assert "told in the prompt to help: 20 of 50" in line and labels_verdict(v, "m2") == ""
+    assert "the strongest push passing the coherence gate (mean difference, layer 12, α = +0.3): 3 of 50" in line
+    assert "told in the prompt to help (positive control): 20 of 50" in line and labels_verdict(v, "m2") == ""
+    # the strongest push moves choices (0 task choices left against 20), but not toward help
+    assert "The strongest push does move choices, but not toward help: it left 0 of 50 task choices against 20" in line
+    assert "The chosen push does move" not in line
     md = validation_table(v, "m1")
     assert "| its matched random direction | random, same norm, layer 1, α = +0.1 | 1 of 50" in md
     assert "| 2, 1 |" in md and "labelled_pushes" not in md and line not in md
     assert "**Steering judged by the blind labels alone** (labels batch8: 50 unsteered m1 baselines" in md
     assert ("fired 2 times, 1 right, where the labels find 4 empathic choices; on the controls' pairs it fired 0 (0 right) "
             "for seed only") in md
+    assert "readable replies ≥ 0.90 not met (0.50)" in md and "Baselines per scenario: maze 50." in md
+    assert "Over all 300 pairs of the batch: 1 of 2 calls right." in md
     assert "By the blind labels" not in validation_table(v, "m2")
-    works = {**v, "labelled_pushes": [p("chosen", "probe", 40, 50), p("chosen", "matched_random", 1, 50)]}
+    good = [p("chosen", "probe", 40, 50), p("chosen", "matched_random", 1, 50)]
+    works = {**v, "labelled_pushes": good, "labelled_pushes_goals": pushes_goals(good)}
+    assert pushes_goals(good)["chosen"]["seed_only_met"] is None  # no seed-only control: not measured, not failed
     assert labels_verdict(works, "m1").startswith("**By the blind labels alone, steering turned task choices")
+    assert "seed only ≤ 0.10 not measured" in validation_table(works, "m1")
+    unreadable = [p("chosen", "probe", 40, 50, readable=0.8), p("chosen", "matched_random", 1, 50)]
+    assert "did not turn" in labels_verdict({**v, "labelled_pushes": unreadable,
+                                             "labelled_pushes_goals": pushes_goals(unreadable)}, "m1")
+    neg = [p("chosen", "probe", 0, 50, alpha=-0.1)]
+    assert "α = -0.1" in labels_verdict({**v, "labelled_pushes": neg, "labelled_pushes_goals": pushes_goals(neg)}, "m1")
     st = {**_new_format(), "model_key": "m1"}
-    assert line in evaluation_table(st, v) and "By the blind labels" not in evaluation_table(st, None)
+    table = evaluation_table(st, v)
+    assert table.startswith(line) and "By the blind labels" not in evaluation_table(st, None)

@@ -60,9 +60,14 @@ def test_recomputes_committed_judge_validation(smol, gemma, embedding_judge):
     for k, w in want.items():
         assert (got[k]["n"], got[k]["successes"], got[k]["labels"], got[k]["unchanged"]) == (
             w["n"], w["successes"], w["labels"], w["unchanged"]), k
-        assert got[k]["ci"] == pytest.approx(w["ci"]), k
+        assert got[k]["ci"] == pytest.approx(w["ci"]) and got[k]["ci_scenarios"] == pytest.approx(w["ci_scenarios"]), k
+        assert got[k]["readable_share"] == w["readable_share"] and got[k]["scenarios"] == w["scenarios"], k
         assert abs(got[k]["success_call"]["predicted"] - w["success_call"]["predicted"]) <= 1, k
     assert fresh["labelled_pushes_goals"].keys() == committed["labelled_pushes_goals"].keys() == {"chosen", "strongest"}
+    for push, g in committed["labelled_pushes_goals"].items():
+        for k, w in g.items():
+            v = fresh["labelled_pushes_goals"][push][k]
+            assert v == (pytest.approx(w) if isinstance(w, (float, list)) else w), (push, k)
 
 
 def test_two_calls_at_once_clear_every_models_noise_band():

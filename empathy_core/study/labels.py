@@ -119,8 +119,8 @@ def load_pushes(path: Path = PUSHES_PATH, items: Sequence[LabelledReply] | None 
     """The pairing of labels batch8 (empty where the file does not exist): every line must name labelled ids."""
     if not Path(path).exists():
         return ()
-    ids = {x.id for x in (load_labels() if items is None else items)}
-    out = []
+    by = {x.id: x for x in (load_labels() if items is None else items)}
+    out, seen = [], set()
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -129,8 +129,15 @@ def load_pushes(path: Path = PUSHES_PATH, items: Sequence[LabelledReply] | None 
         if missing:
             raise ValueError(f"{path}:{n}: missing {', '.join(missing)}")
         for f in ("baseline_id", "reply_id"):
-            if r[f] not in ids:
+            if r[f] not in by:
                 raise ValueError(f"{path}:{n}: {f} {r[f]!r} is not a labelled reply")
+        base, reply = by[r["baseline_id"]], by[r["reply_id"]]
+        if not base.scenario == reply.scenario == r["scenario"] or base.model != reply.model:
+            raise ValueError(f"{path}:{n}: the baseline and the reply are not of one model and scenario {r['scenario']!r}")
+        key = (r["scenario"], r["seed"], r["push"], r["condition"])
+        if key in seen:
+            raise ValueError(f"{path}:{n}: {key} appears twice")
+        seen.add(key)
         out.append({f: r[f] for f in PUSH_FIELDS})
     return tuple(out)
 

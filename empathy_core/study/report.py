@@ -200,7 +200,7 @@ def steering_verdict(ev: dict) -> str:
     if works:
         return (f"**Steering works on this model by this test** {where}: the push turned {frac(probe)} eligible "
                 f"task-choice baselines into empathic choices, clear of the matched random direction ({counts}).{weak}")
-    return (f"**Steering along the empathy direction showed no effect on this model's choices, by this test** "
+    return (f"**The validated call saw no steering effect on this model's choices** "
             f"{where}: the push turned {frac(probe)} eligible task-choice baselines into empathic choices, not clear of "
             f"its controls ({counts}).{weak}")
 
@@ -222,13 +222,19 @@ def steering_results(root: Path | None = None) -> str:
         out.append(f"| {name} | {goal} | " + " | ".join(rows[k][i][2] for k in evs) + " |")
     out.append("")
     labelled = store.load_shared("judge_validation.json", root)
-    out += [f"- {k}: {steering_verdict(ev)}" + (f" {labels_verdict(labelled, k)}" if labels_verdict(labelled, k) else "")
-            for k, ev in evs.items()]
+    out += [f"- {k}: " + (f"{labels_verdict(labelled, k)} " if labels_verdict(labelled, k) else "")
+            + steering_verdict(ev) for k, ev in evs.items()]
+    if any(labels_verdict(labelled, k) for k in evs):
+        rest = [k for k in evs if not labels_verdict(labelled, k)]
+        if rest:
+            out.append(f"- The test by the blind labels alone covers {', '.join(k for k in evs if k not in rest)} only; "
+                       f"{', '.join(rest)} have the validated call's verdict only.")
     return "\n".join(out)
 
 
-STRATA = {"sweep": "the sweep's own generations", "told_the_choice": "replies told in the prompt which choice to make",
-          "fresh_baselines": "unsteered baselines generated for the success call's test"}
+STRATA = {"sweep": "the sweep's conditions (steered, α = 0, random and prompted rows; batch8's pushes among them)",
+          "told_the_choice": "replies told in the prompt which choice to make",
+          "fresh_baselines": "unsteered baselines at fresh seeds (batch7, and batch8's seed-only replies)"}
 
 
 def _pr_cell(r: dict, counts: bool = True) -> str:
@@ -247,9 +253,10 @@ def _fresh_lines(v: dict) -> list[str]:
         out.append(f"\n**Fresh test** ({', '.join(fr['batches'])}: replies nobody had read, labelled blind after the "
                    "call's rule was fixed, held out whole; n = " + f"{fr['empathic_call']['n']}, precision / recall): "
                    + "; ".join(f"{name.replace('_', ' ')} {_pr_cell(fr[name])}"
-                               for name in ("all_gates_pass", "empathic_call", "task_call")) + ". Each fresh batch "
-                   "holds every reply its pool got a call for (the empathic calls, or the task calls) but only a random "
-                   "part of the rest, so its recall overstates the pool's (the labels' README estimates that).")
+                               for name in ("all_gates_pass", "empathic_call", "task_call")) + ". Batches 6 and 7 "
+                   "hold every reply their pool got a call for (the empathic calls, or the task calls) but only a random "
+                   "part of the rest, so their recall overstates the pool's (the labels' README estimates that); batch8 "
+                   "holds every reply of its design (six per task-choice baseline).")
         fby = v.get("test_fresh_by_stratum", {})
         if len(fby) > 1:
             out.append("The fresh test's empathic call by how the replies were made: " + "; ".join(
@@ -382,8 +389,9 @@ def render_about(template: str, root: Path | None = None) -> str:
 
 
 PUSH_NAMES = {("chosen", "probe"): "the chosen push", ("chosen", "matched_random"): "its matched random direction",
-              ("strongest", "probe"): "the strongest coherent push", ("strongest", "matched_random"):
-              "its matched random direction", ("seed_only", "baseline"): "seed only (unsteered, next seed)",
+              ("strongest", "probe"): "the strongest push passing the coherence gate",
+              ("strongest", "matched_random"): "its matched random direction",
+              ("seed_only", "baseline"): "seed only (unsteered, next seed)",
               ("told_to_help", "instructed_empathic"): "told in the prompt to help (positive control)"}
 
 
@@ -391,71 +399,107 @@ def _push_setting(p: dict) -> str:
     if p["layer"] is None:
         return "unsteered"
     d = "mean difference" if p["direction"] == "mean_diff" else p["direction"] or "probe"
-    return f"{'random, same norm' if p['condition'] == 'matched_random' else d}, layer {p['layer']}, α = +{p['alpha']:g}"
+    return f"{'random, same norm' if p['condition'] == 'matched_random' else d}, layer {p['layer']}, α = {p['alpha']:+g}"
 
 
-def _frac(p: dict) -> str:
-    return f"{p['successes']} of {p['n']}, {p['rate']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]" if p["n"] else "n = 0"
+def _frac(p: dict | None) -> str:
+    if not p or not p["n"] or p.get("ci") is None:
+        return "n = 0"
+    return f"{p['successes']} of {p['n']}, {p['rate']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]"
+
+
+def _pushes_of(v: dict | None, key: str | None) -> list[dict]:
+    return [p for p in (v or {}).get("labelled_pushes") or [] if key is None or p["model"] == key]
 
 
 def labels_verdict(v: dict | None, key: str | None = None) -> str:
-    """The plain answer of the blind labels alone (labels batch8), for ``key``'s model; "" where there is none."""
-    ps = [p for p in (v or {}).get("labelled_pushes") or [] if key is None or p["model"] == key]
+    """The plain answer of the blind labels alone (labels batch8), for ``key``'s model; "" where there is none.
+
+    It says "turned task choices into empathic ones" only where a push meets every goal read on the labels (rate,
+    controls, separation, readable replies); it names the pushes it rests on, so it claims nothing beyond them."""
+    ps = _pushes_of(v, key)
     by = {(p["push"], p["condition"]): p for p in ps}
-    ch, chr_, st, str_ = (by.get(k) for k in (("chosen", "probe"), ("chosen", "matched_random"),
-                                               ("strongest", "probe"), ("strongest", "matched_random")))
+    ch = by.get(("chosen", "probe"))
     if not ch or not ch["n"]:
         return ""
-    works = [p for p, r in ((ch, chr_), (st, str_)) if p and r and p["n"] and p["rate"] >= STEERING_GOALS["probe_pos"]
-             and p["ci"][0] > r["ci"][1]]
-    seed, told = by.get(("seed_only", "baseline")), by.get(("told_to_help", "instructed_empathic"))
+    goals = (v or {}).get("labelled_pushes_goals") or {}
+    works = [k for k, g in goals.items() if g.get("probe_met") and g.get("random_met") and g.get("separated")
+             and g.get("seed_only_met") is not False and g.get("readable_met")]
     head = ("**By the blind labels alone, steering turned task choices into empathic ones**" if works else
             "**By the blind labels alone, steering did not turn task choices into empathic ones**")
-    parts = [f"{PUSH_NAMES[(p['push'], p['condition'])]} ({_push_setting(p)}): {_frac(p)}"
-             + (f", {p['unchanged']} replies the baseline unchanged" if p["unchanged"] else "")
-             for p in (ch, chr_, st, str_) if p]
-    if seed:
-        parts.append(f"seed only: {_frac(seed)}")
-    if told:
-        parts.append(f"told in the prompt to help: {_frac(told)}")
-    return (f"{head} ({ch['n']} {ch['model']} baselines that the blind labels call task choices; the reply of each push "
-            f"at the same scenario and seed, labelled blind, counts when it is labelled an empathic choice): "
-            + "; ".join(parts) + ". No automatic judgment decides these rates.")
+    pushes = [p for p in ps if p["layer"] is not None]
+    parts = [f"{PUSH_NAMES.get((p['push'], p['condition']), p['push'])} ({_push_setting(p)}): {_frac(p)}"
+             + (f", {p['unchanged']} replies the baseline unchanged" if p["unchanged"] else "") for p in pushes]
+    parts += [f"{PUSH_NAMES.get((p['push'], p['condition']), p['push'])}: {_frac(p)}" for p in ps if p["layer"] is None]
+    moved = [(k, g) for k, g in goals.items() if g.get("task_left_p") is not None and g["task_left_p"] < 0.01]
+    tail = "".join(
+        f" The {'chosen' if k == 'chosen' else 'strongest'} push does move choices, but not toward help: it left "
+        f"{g['task_left']} of {ch['n']} task choices against {g['random_task_left']} under its matched random direction "
+        f"(Fisher p = {g['task_left_p']:.0e}), and {g['readable_share']:.0%} of its replies are readable choices."
+        for k, g in moved if g["task_left"] < g["random_task_left"])
+    return (f"{head} at the {len(pushes) // 2 or len(pushes)} settings tried, α > 0 only ({ch['n']} {ch['model']} "
+            "baselines that the blind labels call task choices; the reply of each push at the same scenario and seed, "
+            "labelled blind, counts when it is labelled an empathic choice): " + "; ".join(parts)
+            + ". No automatic judgment decides these rates." + tail)
 
 
 def labelled_pushes_table(v: dict | None, key: str | None = None) -> str:
     """Steering judged by the blind labels alone (labels batch8): each push and control's share of task-choice
     baselines turned empathic, its label mix, and the success call checked on those real steered pairs."""
-    ps = [p for p in (v or {}).get("labelled_pushes") or [] if key is None or p["model"] == key]
+    ps = _pushes_of(v, key)
     if not ps:
         return ""
-    n = ps[0]["n"]
+    n = max(p["n"] for p in ps)
     steered = [p for p in ps if p["layer"] is not None]
+    controls = [p for p in ps if p["layer"] is None]
     fired = sum(p["success_call"]["predicted"] for p in steered)
     right = sum(p["success_call"]["true_positives"] for p in steered)
     found = sum(p["successes"] for p in steered)
+    changed = sum(p["n"] - p["unchanged"] for p in steered)
     out = [f"**Steering judged by the blind labels alone** (labels batch8: {n} unsteered {ps[0]['model']} baselines that "
            "the blind labels call task choices; each push's reply at the same scenario and seed, and the controls', "
            "labelled blind; a reply counts when it is labelled an empathic choice, which excludes incoherent, off-topic, "
            "echo and unclear replies):", "",
-           "| reply | setting | empathic choice of n task-choice baselines [95% CI] | labels | success call: fired, right |",
-           "|---|---|---|---|---|"]
+           "| reply | setting | empathic choice of n task-choice baselines [95% CI] | resampling scenarios | readable | "
+           "labels | success call: fired, right |", "|---|---|---|---|---|---|---|"]
     for p in ps:
-        c = p["success_call"]
+        c, sc = p["success_call"], p.get("ci_scenarios")
         out.append(f"| {PUSH_NAMES.get((p['push'], p['condition']), p['push'])} | {_push_setting(p)} | {_frac(p)} | "
-                   + ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in p["labels"].items())
+                   + ("—" if not sc else f"[{sc[0]:.2f}, {sc[1]:.2f}]") + " | "
+                   + ("—" if p.get("readable_share") is None else f"{p['readable_share']:.2f}") + " | "
+                   + ", ".join(f"{k.replace('_', ' ')} {m}" for k, m in p["labels"].items())
                    + f" | {c['predicted']}, {c['true_positives']} |")
-    out.append(f"\nThe success call on these real steered pairs ({len(steered)} pushes × {n} baselines): fired {fired} "
-               f"time{'s' if fired != 1 else ''}, {right} right, where the labels find {found} empathic choice"
-               f"{'s' if found != 1 else ''}; on the controls' pairs it fired " + "; ".join(
-                   f"{p['success_call']['predicted']} ({p['success_call']['true_positives']} right) for "
-                   f"{PUSH_NAMES.get((p['push'], p['condition']), p['push'])}" for p in ps if p["layer"] is None) + ".")
-    g = (v or {}).get("labelled_pushes_goals") or {}
-    for push, r in g.items():
+    line = (f"\nThe success call on these steered pairs ({len(steered)} pushes × {n} baselines, {changed} replies changed "
+            f"from the baseline): fired {fired} time{'s' if fired != 1 else ''}, {right} right, where the labels find "
+            f"{found} empathic choice{'s' if found != 1 else ''}")
+    if controls:
+        line += "; on the controls' pairs it fired " + "; ".join(
+            f"{p['success_call']['predicted']} ({p['success_call']['true_positives']} right) for "
+            f"{PUSH_NAMES.get((p['push'], p['condition']), p['push'])}" for p in controls)
+    all_fired = sum(p["success_call"]["predicted"] for p in ps)
+    all_right = sum(p["success_call"]["true_positives"] for p in ps)
+    line += (f". Over all {sum(p['n'] for p in ps)} pairs of the batch: {all_right} of {all_fired} calls right"
+             if all_fired else f". Over all {sum(p['n'] for p in ps)} pairs of the batch it made no call")
+    out.append(line + (". Where it never fires, its precision cannot be measured; the verdict above rests on the labels, "
+                       "not on it." if not fired else "."))
+    scen = ps[0].get("scenarios")
+    if scen:
+        out.append("Baselines per scenario: " + ", ".join(f"{k} {m}" for k, m in scen.items()) + ".")
+
+    def met(x: bool | None) -> str:
+        return "not measured" if x is None else "met" if x else "not met"
+    for push, r in ((v or {}).get("labelled_pushes_goals") or {}).items():
+        share = r.get("readable_share")
         out.append(f"\nGoals on the labels, {'chosen' if push == 'chosen' else 'strongest'} push: push ≥ 0.30 "
-                   f"{'met' if r['probe_met'] else 'not met'}; matched random ≤ 0.10 {'met' if r['random_met'] else 'not met'}; "
-                   f"seed only ≤ 0.10 {'met' if r['seed_only_met'] else 'not met'}; push's lower bound above random's "
-                   f"upper {'met' if r['separated'] else 'not met'}.")
-    out.append("\nIntervals: cluster bootstrap over (scenario, seed) baselines, widened to at least Wilson. The strongest "
-               "push is the choose-seeds' cell that moved the empathy judge most while its replies stayed ≥ 90% coherent.")
+                   f"{met(r.get('probe_met'))}; matched random ≤ 0.10 {met(r.get('random_met'))}; seed only ≤ 0.10 "
+                   f"{met(r.get('seed_only_met'))}; push's lower bound above random's upper {met(r.get('separated'))}; "
+                   f"readable replies ≥ 0.90 {met(r.get('readable_met'))}"
+                   + ("" if share is None else f" ({share:.2f})") + ".")
+    out.append("\nIntervals: bootstrap over (scenario, seed) baselines, widened to at least Wilson; beside it, whole "
+               "scenarios resampled. Readable: labelled an empathic, task or unclear choice (not incoherent, echo or "
+               "off topic).")
+    if any(p["push"] == "strongest" for p in ps):
+        out.append("The strongest push is the choose-seeds' cell (seeds 100-101) whose mean empathy-judge ensemble rose "
+                   "most above α = 0 among those with ≥ 90% of replies passing the coherence gate (repetition and "
+                   "perplexity only; none of its 10 choose-seed replies passed every gate).")
     return "\n".join(out)

@@ -454,11 +454,11 @@ def validate(rows: Sequence[Row], pushes: Sequence[dict] | None = None) -> dict[
         if pairs["same_seed"]["n"]:
             report["test_fresh_success"] = pairs
             report["success_goal"] = success_goal(pairs)
-    pushes = load_pushes() if pushes is None else pushes
+    committed, pushes = pushes is None, load_pushes() if pushes is None else pushes
     have = {r.item.id for r in rows}
     named = {i for p in pushes for i in (p["baseline_id"], p["reply_id"])}
     if named and not named <= have:
-        if named & have:
+        if named & have or not committed:
             raise ValueError(f"the pairing names {len(named - have)} labelled replies these rows lack")
         pushes = ()  # rows of another label set (a toy, a subset): the committed pairing is not theirs
     if pushes:  # steering judged by the labels alone (batch8), with the call checked on those real steered pairs
@@ -520,8 +520,11 @@ def labelled_pushes(rows: Sequence[Row], pushes: Sequence[dict], t: GateThreshol
     """Steering judged by the blind labels alone (labels batch8, ``labels.PUSHES_PATH``): for each push and control,
     how many of the baselines labelled ``task_choice`` its reply of the same scenario turned into an
     ``empathic_choice`` (a label that already excludes incoherent, off-topic, echo and unclear replies), with a
-    cluster-bootstrap interval over (scenario, seed) baselines (widened to at least Wilson), the replies' label mix,
-    and the success call (a task call on the baseline, an empathic call on the reply) against those labels.
+    bootstrap interval over (scenario, seed) baselines widened to at least Wilson (``ci``) and one that resamples
+    whole scenarios (``ci_scenarios``; few scenarios, so read it as a check), the replies' label mix and readable
+    share (empathic, task or unclear), and the success call against those labels: a task call on the baseline and
+    an empathic call on the reply (the call's third clause, a judge move beyond the seed-noise band, always holds
+    when both calls do, since t_empathic - t_task is above every model's band; ``tests/test_validation_real.py``).
 
     No automatic judgment decides the rate; the call is checked on real steered pairs beside it."""
     from collections import Counter
@@ -543,13 +546,17 @@ def labelled_pushes(rows: Sequence[Row], pushes: Sequence[dict], t: GateThreshol
         labs = [rows[i].item.label for i in r_idx]
         truth = np.array([x == "empathic_choice" for x in labs], dtype=bool)
         rate = cluster_bootstrap_rate(truth.tolist(), [(p["scenario"], p["seed"]) for p in ps], n_boot, seed)
+        by_scenario = cluster_bootstrap_rate(truth.tolist(), [p["scenario"] for p in ps], n_boot, seed)
         pred = task[b_idx] & emp[r_idx] if len(ps) else np.zeros(0, dtype=bool)
         call = _pr(pred, truth)
         call["precision_ci"] = list(wilson_ci(call["true_positives"], call["predicted"])) if call["predicted"] else None
         first = ps[0] if ps else {}
+        k = int(truth.sum())
         out.append({"push": push, "condition": cond, "model": rows[b_idx[0]].item.model if len(ps) else None,
-                    "direction": first.get("direction", ""),
-                    "layer": first.get("layer"), "alpha": first.get("alpha", 0.0), **rate.to_dict(),
+                    "direction": first.get("direction", ""), "layer": first.get("layer"), "alpha": first.get("alpha", 0.0),
+                    **rate.to_dict(), "wilson_ci": list(wilson_ci(k, len(ps))) if ps else None,
+                    "ci_scenarios": list(by_scenario.ci) if by_scenario.ci else None,
+                    "scenarios": dict(sorted(Counter(p["scenario"] for p in ps).items())),
                     "unchanged": int(sum(rows[i].item.reply.strip() == rows[j].item.reply.strip()
                                          for i, j in zip(r_idx, b_idx))),
                     "labels": dict(sorted(Counter(labs).items())),
@@ -558,19 +565,35 @@ def labelled_pushes(rows: Sequence[Row], pushes: Sequence[dict], t: GateThreshol
     return out
 
 
+READABLE_MIN = 0.90  # issue 11: at the chosen alpha at least 90% of replies coherent (here: readable by the labels)
+
+
 def pushes_goals(pushes: Sequence[dict]) -> dict[str, Any] | None:
-    """Issue 11's first three goals read on the blind labels alone, for each push beside its matched random direction
-    and the seed-only control: push >= 0.30, each control <= 0.10, the push's lower bound above matched random's upper."""
+    """Issue 11's goals read on the blind labels alone, for each push beside its matched random direction and the
+    seed-only control: push >= 0.30, each control <= 0.10, the push's lower bound above matched random's upper, and
+    the push's replies readable (empathic, task or unclear by the labels) >= 0.90. A control that is missing is
+    ``None`` (not measured), not failed. The task choices each push leaves are compared with its matched random
+    direction's by Fisher's exact test (does the push move choices at all, whichever way?)."""
+    from scipy.stats import fisher_exact
+
     by = {(p["push"], p["condition"]): p for p in pushes}
     seed = by.get(("seed_only", BASELINE))
     out = {}
     for push in ("chosen", "strongest"):
         pr, rd = by.get((push, "probe")), by.get((push, "matched_random"))
-        if not pr or not rd or not pr["n"] or not rd["n"]:
+        if not pr or not pr["n"]:
             continue
-        out[push] = {"probe_rate": pr["rate"], "probe_ci": pr["ci"], "random_rate": rd["rate"], "random_ci": rd["ci"],
-                     "seed_only_rate": seed["rate"] if seed else None,
-                     "probe_met": pr["rate"] >= 0.30, "random_met": rd["rate"] <= 0.10,
-                     "seed_only_met": bool(seed and seed["n"] and seed["rate"] <= 0.10),
-                     "separated": pr["ci"][0] > rd["ci"][1]}
+        rd = rd if rd and rd["n"] else None
+        has_rd = rd is not None
+        tp, tr = pr["labels"].get("task_choice", 0), rd["labels"].get("task_choice", 0) if rd else 0
+        out[push] = {"probe_rate": pr["rate"], "probe_ci": pr["ci"],
+                     "random_rate": rd["rate"] if rd else None, "random_ci": rd["ci"] if rd else None,
+                     "seed_only_rate": seed["rate"] if seed and seed["n"] else None,
+                     "probe_met": pr["rate"] >= 0.30,
+                     "random_met": rd["rate"] <= 0.10 if rd else None,
+                     "seed_only_met": seed["rate"] <= 0.10 if seed and seed["n"] else None,
+                     "separated": pr["ci"][0] > rd["ci"][1] if rd else None,
+                     "readable_share": pr["readable_share"], "readable_met": pr["readable_share"] >= READABLE_MIN,
+                     "task_left": tp, "random_task_left": tr if has_rd else None,
+                     "task_left_p": float(fisher_exact([[tp, pr["n"] - tp], [tr, rd["n"] - tr]])[1]) if rd else None}
     return out or None

@@ -1,6 +1,7 @@
 """Batch 8 (session 12): does steering turn task-choice baselines into empathic replies, **by blind labels alone**?
 
-Written, with what it reports, before any reply below was generated or read.
+Written, with what it reports, before any reply below was generated or read, except the one cell generated to check
+that the alpha = 0 row reproduces the batch7 baseline (noted below).
 
 Why: the steering evaluation's "no effect" rests on the validated calls, and the empathic call finds none of the
 sweep's own empathic replies (0 of 9 held out) and fires on only 4 report baselines, so "no effect" was partly "no
@@ -13,8 +14,8 @@ baselines that labels (not a call) say are task choices, and checks the success 
   settings, relative alpha, the committed probe file ``precomputed/qwen2.5-coder-0.5b/probes.safetensors``):
   1. ``chosen``: the committed steering choice (detection direction, layer 1, alpha 0.1: the app's default), and the
      matched random direction at the same added norm (``controls.matched_random_direction``, salt 1234).
-  2. ``strongest``: the choose-seeds' (seeds 100-101) cell that moves the empathy judge most above alpha = 0 among
-     those whose replies pass the coherence gates >= 90% there: the study's mean difference, layer 12, alpha 0.3
+  2. ``strongest``: the choose-seeds' (seeds 100-101) cell that moves the empathy judge (the stored ensemble) most
+     above alpha = 0 among those whose replies pass the coherence gate >= 90% there: the study's mean difference, layer 12, alpha 0.3
      (judge +2.19, coherent 0.9; read from the committed choose-seed generations, no report seed involved), and its
      matched random direction. The committed rule broke a tie of zero successes towards the smallest push, so the
      chosen cell barely moves the judge (+0.21); this one is the strongest push the sweep's range allows.
@@ -37,6 +38,14 @@ baselines that labels (not a call) say are task choices, and checks the success 
     python staging/labels/gen_pool8.py staging/labels/pools/pool8_qwen_b.jsonl 1 2
 
 (baselines taken round-robin: part ``i`` of ``n``). Resumable (one JSON record per line).
+
+Changed after the labels were in, on a reviewer's read (session 12): the plan's "bootstrap over scenarios" had not been
+implemented (the report gave a bootstrap over (scenario, seed) baselines widened to Wilson); it was added
+(``ci_scenarios``). "Coherent" in the strongest push's rule means the coherence gate (repetition and perplexity), not
+every gate (none of that cell's 10 choose-seed replies passed every gate), so the push is now named "the strongest push
+passing the coherence gate", and the report adds its readable share by the labels and a test of whether it moves
+choices at all (task choices left against its matched random direction's, Fisher's exact test). No label, pairing or
+reply changed.
 """
 import json
 import sys
