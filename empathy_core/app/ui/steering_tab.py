@@ -28,7 +28,7 @@ def evaluation_table(st: dict, validation: dict | None = None) -> str:
     (the same rows as the README's and the About tab's table, ``report.steering_goal_rows``)."""
     ev = st["evaluation"]
     labelled = labels_verdict(validation, st.get("model_key"))
-    out = ([labelled] if labelled else []) + [steering_verdict(ev)]
+    out = ([labelled, ""] if labelled else []) + [steering_verdict(ev)]
     out += ["", f"Chosen on the choose-seeds {tuple(ev['settings']['choose_seeds'])}, reported on "
             f"{ev['n_baselines']} other (scenario, seed) baselines (seeds {tuple(ev['settings']['report_seeds'])}).", "",
             "| measure | goal (set for the default model) | this model |", "|---|---|---|"]
