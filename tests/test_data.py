@@ -154,6 +154,24 @@ def test_sanity_set_rules():
     assert any("only 10 sanity texts" in f for f in dataset.check_sanity(items[:10]))
 
 
+def test_dev_hostile_set_rules():
+    items = list(dataset.load_hostile_dev())
+    assert dataset.check_hostile_dev() == []
+    if items:  # the committed dev set (RULE.md amendment 2)
+        assert len(items) >= 40 and {s.expected for s in items} == {"task"}
+        assert {s.scenario for s in items} == set(dataset.SCENARIO_IDS)
+    made = [dataset.Sanity(f"mz-h{i:03d}", "maze", "hostile", f"Figure out door number {i} yourself, I'm leaving.", "task")
+            for i in range(45)]
+    assert dataset.check_hostile_dev(made) == []
+    leaked = replace(made[0], text=dataset.load_sanity()[5].text)  # the sanity set stays a test
+    fitted = replace(made[1], text=dataset.load_pairs()[0].task)
+    warm = replace(made[2], expected="empathic")
+    found = dataset.check_hostile_dev([leaked, fitted, warm, *made[3:]])
+    assert any("also a sanity text" in f for f in found) and any("also a fitted pair text" in f for f in found)
+    assert any("expected must be 'task'" in f for f in found)
+    assert any("only 10 dev hostile texts" in f for f in dataset.check_hostile_dev(made[:10]))
+
+
 def test_check_command_fails_on_bad_data(monkeypatch):
     monkeypatch.setattr(dataset, "check_tone", lambda pairs=None: ["warmth: 10 vs 1"])
     assert dataset.main(["check"]) == 1

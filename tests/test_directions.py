@@ -89,10 +89,30 @@ def test_rule_eligibility_ties_and_fallback():
     assert pick["method"] == "whitened" and pick["rule_branch"].startswith("fallback")  # pca is beyond the 0.03 margin
 
 
+def hcand(method, layer, dev=0.8, conf=0.5, hostile=1.0):
+    return {**cand(method, layer, dev=dev, conf=conf), "hostile_dev": hostile}
+
+
+def test_amendment_2_needs_the_dev_hostile_share():
+    # the best tone-blind candidate puts only 80% of the dev hostile set on the task side: not eligible
+    cs = [hcand("whitened", 4, dev=0.95, hostile=0.8), hcand("logistic", 2, dev=0.90, hostile=0.92),
+          hcand("pca", 6, dev=0.97, conf=0.3, hostile=1.0)]
+    pick = D.choose_default(cs)
+    assert (pick["method"], pick["hostile_dev"], pick["n_eligible"], pick["n_tone_eligible"]) == ("logistic", 0.92, 1, 2)
+    # none reaches 0.90: the highest share among tone-blind candidates within 0.03 of their best dev_score
+    cs = [hcand("whitened", 4, dev=0.95, hostile=0.8), hcand("mean_diff", 2, dev=0.93, hostile=0.86),
+          hcand("logistic", 8, dev=0.90, hostile=0.88), hcand("pca", 6, dev=0.99, conf=0.3, hostile=1.0)]
+    pick = D.choose_default(cs)
+    assert pick["method"] == "mean_diff" and pick["rule_branch"].startswith("fallback (amendment 2)")
+    # without the dev set (no hostile_dev field) the rule is the one before the amendment
+    assert D.choose_default([cand("whitened", 4, dev=0.95)])["method"] == "whitened"
+
+
 def test_rule_text_is_the_preregistered_one():
     text = D.rule_text()
     assert "written 2026-11-27 ~13:30 UTC, before any test-split number was computed" in text
     assert "## Amendment (13:41 UTC" in text and "eligible = candidates with conf_in[a] in [0.40, 0.60]" in text.lower()
+    assert f"{D.HOSTILE_MIN:.2f}" == "0.90"  # amendment 2 (staging/round4/RULE_amendment2.md) lands with its data
 
 
 def test_gate_catches_short_and_far_texts():

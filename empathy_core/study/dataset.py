@@ -82,7 +82,7 @@ class Pair:
     split: str = ""  # train | dev | test, assigned once by assign_splits()
     empathic_level: int | None = None  # rubric level of each side: the main contrast is 2 vs 0
     task_level: int | None = None
-    batch: str = "r1"  # writing round: "r1" (rounds 1-2, split over the scenario) or "r3" (split on its own)
+    batch: str = "r1"  # writing round: "r1" (rounds 1-2, split over the scenario), "r3" or "r4" (each split on its own)
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class Sanity:
     expected: str  # cannot_judge | cannot_judge_or_task | task | empathic
 
 
-KINDS = ("pairs", "confounds", "graded", "longform", "sanity")
+KINDS = ("pairs", "confounds", "graded", "longform", "sanity", "hostile_dev")
 SANITY_EXPECTED = ("cannot_judge", "cannot_judge_or_task", "task", "empathic")
 
 
@@ -158,6 +158,13 @@ def load_longform() -> tuple[Pair, ...]:
 def load_sanity() -> tuple[Sanity, ...]:
     """The sanity set: never used in fitting or choosing."""
     return tuple(Sanity(**r) for r in _read_kind("sanity"))
+
+
+@lru_cache(maxsize=1)
+def load_hostile_dev() -> tuple[Sanity, ...]:
+    """The dev hostile set (RULE.md amendment 2): hostile and dismissive replies, all expected on the task side,
+    used only by the default choice (never fitted on, never a test)."""
+    return tuple(Sanity(**r) for r in _read_kind("hostile_dev"))
 
 
 def data_files() -> list[Path]:
@@ -292,11 +299,33 @@ def check_sanity(items: Sequence[Sanity] | None = None) -> list[str]:
     return problems
 
 
+def check_hostile_dev(items: Sequence[Sanity] | None = None) -> list[str]:
+    """The dev hostile set: >= 40 texts, all expected on the task side, ids unique, no text also a fitted pair
+    text or a sanity text (the sanity set stays a test)."""
+    if items is None:
+        items = load_hostile_dev()
+        if not items:  # no dev set in this data version: nothing to check (the rule then has no amendment 2)
+            return []
+    problems = [f"{s.id}: expected must be 'task', not {s.expected!r}" for s in items if s.expected != "task"]
+    problems += [f"{s.id}: empty text" for s in items if not s.text.strip()]
+    problems += [f"{s.id}: markdown or line break" for s in items if has_markdown(s.text)]
+    if len(items) < 40:
+        problems.append(f"only {len(items)} dev hostile texts, need >= 40")
+    fitted = {t for p in [*load_pairs(), *load_longform()] for t in (p.empathic, p.task)}
+    sanity = {s.text for s in load_sanity()}
+    problems += [f"{s.id}: also a fitted pair text" for s in items if s.text in fitted]
+    problems += [f"{s.id}: also a sanity text" for s in items if s.text in sanity]
+    if len({s.id for s in items}) != len(items):
+        problems.append("hostile_dev: duplicate ids")
+    return problems
+
+
 def check_all() -> list[str]:
     """Every rule of the data README, over the whole data set."""
     graded = load_graded()
     return (check_pairs() + check_confounds() + check_graded() + check_longform() + check_tone()
-            + data_rules.check_graded_length([g.text for g in graded], [g.label for g in graded]) + check_sanity())
+            + data_rules.check_graded_length([g.text for g in graded], [g.label for g in graded]) + check_sanity()
+            + check_hostile_dev())
 
 
 def check_confounds(items: Sequence[Confound] | None = None) -> list[str]:

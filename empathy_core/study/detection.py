@@ -33,6 +33,7 @@ RULE_VERSION = "2026-11-27 13:30 UTC + amendment 13:41 UTC"
 TIE = 0.005
 FALLBACK_MARGIN = 0.03
 CONF_BAND = (0.40, 0.60)
+HOSTILE_MIN = 0.90  # amendment 2: share of the dev hostile set on the task side a candidate needs
 HOSTILE = ("hostile", "dismissive_polite")
 
 
@@ -135,6 +136,7 @@ def dev_side(views: Views, m: dict[str, np.ndarray], methods: Sequence[str], lay
         ctab = V["confounds"].tab
         folds = conf_folds(ctab, m["c_train"])
         ys, yl = V["pairs"].tab.arr("labels"), V["longform"].tab.arr("labels")
+        has_hostile = "hostile_dev" in V and len(V["hostile_dev"].tab) > 0
         for layer in layers:
             Xs_dv, Xl_dv, Xc = V["pairs"].X(layer, m["s_dev"]), V["longform"].X(layer, m["l_dev"]), V["confounds"].X(layer)
             for meth in methods:
@@ -149,31 +151,47 @@ def dev_side(views: Views, m: dict[str, np.ndarray], methods: Sequence[str], lay
                         df, _ = F.fit(meth, layer, m["s_train"], m["s_dev"], conf_mask=folds == 1 - f)
                         sc[folds == f] = Xc[folds == f] @ df
                     conf_in = conf_axis_aurocs(sc, ctab, m["c_train"])
-                cands.append({"method": meth, "pooling": p, "layer": layer, "hyper": h, "dev_short": dev_short,
-                              "dev_long": dev_long, "dev_score": (dev_short + dev_long) / 2, "conf_in": conf_in})
+                cand = {"method": meth, "pooling": p, "layer": layer, "hyper": h, "dev_short": dev_short,
+                        "dev_long": dev_long, "dev_score": (dev_short + dev_long) / 2, "conf_in": conf_in}
+                if has_hostile:  # amendment 2: share of the dev hostile texts on the task side of the train midpoint
+                    thr = metrics.midpoint_threshold(V["pairs"].X(layer, m["s_train"]) @ d_, ys[m["s_train"]])
+                    cand["hostile_dev"] = float((V["hostile_dev"].X(layer) @ d_ < thr).mean())
+                cands.append(cand)
             log(f"{p} layer {layer}: {len(methods)} candidates")
     return cands, dirs
 
 
 def choose_default(cands: list[dict]) -> dict:
-    """RULE.md, applied to dev-side fields only (dev_score, conf_in)."""
+    """RULE.md, applied to dev-side fields only (dev_score, conf_in and, under amendment 2, hostile_dev)."""
     lo, hi = CONF_BAND
 
     def key(c: dict) -> tuple:  # tie-break: fewer parameters, earlier layer, mean before last
         return (M.COMPLEXITY[c["method"]], c["layer"], 0 if c["pooling"] == "mean" else 1)
 
-    eligible = [c for c in cands if all(lo <= c["conf_in"][a] <= hi for a in AXES)]
+    tone_ok = [c for c in cands if all(lo <= c["conf_in"][a] <= hi for a in AXES)]
+    hostile = bool(cands) and all("hostile_dev" in c for c in cands)  # amendment 2 applies when the dev set exists
+    eligible = [c for c in tone_ok if c["hostile_dev"] >= HOSTILE_MIN] if hostile else tone_ok
     if eligible:
         best = max(c["dev_score"] for c in eligible)
         pool = [c for c in eligible if c["dev_score"] >= best - TIE]
         pick, branch = min(pool, key=key), "eligible: max dev_score, ties by fewer parameters"
+    elif hostile and tone_ok:
+        best = max(c["dev_score"] for c in tone_ok)
+        pool = [c for c in tone_ok if c["dev_score"] >= best - FALLBACK_MARGIN]
+        top = max(c["hostile_dev"] for c in pool)
+        pool = [c for c in pool if c["hostile_dev"] == top]
+        best = max(c["dev_score"] for c in pool)
+        pick = min((c for c in pool if c["dev_score"] >= best - TIE), key=key)
+        branch = (f"fallback (amendment 2): none tone-eligible with hostile_dev >= {HOSTILE_MIN}; the highest hostile_dev "
+                  "among tone-eligible candidates within 0.03 of their best dev_score")
     else:
         best = max(c["dev_score"] for c in cands)
         pool = [c for c in cands if c["dev_score"] >= best - FALLBACK_MARGIN]
         pick = min(pool, key=lambda c: (round(max(abs(c["conf_in"][a] - 0.5) for a in AXES), 6), key(c)))
         branch = "fallback: none eligible; min max-axis |conf_in - 0.5| within 0.03 of best dev_score"
-    return {**{k: pick[k] for k in ("method", "pooling", "layer", "hyper", "dev_short", "dev_long", "dev_score", "conf_in")},
-            "rule_branch": branch, "n_eligible": len(eligible), "n_candidates": len(cands)}
+    keys = ("method", "pooling", "layer", "hyper", "dev_short", "dev_long", "dev_score", "conf_in") + (("hostile_dev",) if hostile else ())
+    return {**{k: pick[k] for k in keys}, "rule_branch": branch, "n_eligible": len(eligible), "n_candidates": len(cands),
+            **({"n_tone_eligible": len(tone_ok)} if hostile else {})}
 
 
 def study_choice(cands: list[dict]) -> dict:

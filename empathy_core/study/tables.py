@@ -1,6 +1,6 @@
 """Every kind of data as a flat text table, for the detection experiment (no model here).
 
-Each kind (``pairs``, ``longform``, ``confounds``, ``graded``, ``sanity``) becomes a :class:`Table`:
+Each kind (``pairs``, ``longform``, ``confounds``, ``graded``, ``sanity``, ``hostile_dev``) becomes a :class:`Table`:
 one row per text with its label, the id of the pair or item it belongs to, its scenario, its
 split and a few per-kind fields. Pairs give the empathic side (label 1) then the task side (0);
 confound controls the high side (1) then the low side (0).
@@ -25,7 +25,7 @@ import numpy as np
 from . import dataset
 
 AXES: tuple[str, ...] = ("sentiment", "politeness", "length", "enthusiasm")
-TABLE_KINDS: tuple[str, ...] = ("pairs", "longform", "confounds", "graded", "sanity")
+TABLE_KINDS: tuple[str, ...] = ("pairs", "longform", "confounds", "graded", "sanity", "hostile_dev")
 
 
 @dataclass
@@ -89,10 +89,13 @@ def confound_table(items: Sequence[dataset.Confound]) -> Table:
 
 def load_tables() -> dict[str, Table]:
     """All five kinds as tables, from ``empathy_core/data``."""
-    graded, sanity = Table(), Table()
+    graded, sanity, hostile = Table(), Table(), Table()
     for g in dataset.load_graded():
         graded.add(g.text, int(g.label), g.id, g.scenario, "graded")
     for s in dataset.load_sanity():
         sanity.add(s.text, -1, s.id, s.scenario, "sanity", category=s.category, expected=s.expected)
+    for s in dataset.load_hostile_dev():  # dev only: the default choice's hostile criterion (RULE.md amendment 2)
+        hostile.add(s.text, 0, s.id, s.scenario, "hostile_dev", category=s.category, expected=s.expected)
     return {"pairs": pair_table(dataset.load_pairs()), "longform": pair_table(dataset.load_longform()),
-            "confounds": confound_table(dataset.load_confounds()), "graded": graded, "sanity": sanity}
+            "confounds": confound_table(dataset.load_confounds()), "graded": graded, "sanity": sanity,
+            "hostile_dev": hostile}
