@@ -96,9 +96,14 @@ def detection_results(root: Path | None = None) -> str:
         if "reports" not in det:
             continue
         d = det["default"]
+        if "n_tone_eligible" in d:  # RULE.md amendment 2: the dev hostile set as well
+            passed = (f"{d['n_tone_eligible']} of {d['n_candidates']} candidates passed the tone filter, {d['n_eligible']} "
+                      f"of them also the dev hostile set's; the default puts {d['hostile_dev']:.0%} of the dev hostile "
+                      "texts on the task side")
+        else:
+            passed = f"{d['n_eligible']} of {d['n_candidates']} candidates passed the tone filter"
         parts.append(f"**{key}** ({det['n_layers']} layers). Default chosen on dev only: {d['method']}, {d['pooling']} "
-                     f"pooling, layer {d['layer']} ({d['rule_branch']}; {d['n_eligible']} of {d['n_candidates']} "
-                     f"candidates passed the tone filter).\n\n{goal_table(det)}\n\n{sanity_line(det)}")
+                     f"pooling, layer {d['layer']} ({d['rule_branch']}; {passed}).\n\n{goal_table(det)}\n\n{sanity_line(det)}")
     return "\n\n".join(parts)
 
 
