@@ -112,7 +112,8 @@ def test_rule_text_is_the_preregistered_one():
     text = D.rule_text()
     assert "written 2026-11-27 ~13:30 UTC, before any test-split number was computed" in text
     assert "## Amendment (13:41 UTC" in text and "eligible = candidates with conf_in[a] in [0.40, 0.60]" in text.lower()
-    assert f"{D.HOSTILE_MIN:.2f}" == "0.90"  # amendment 2 (staging/round4/RULE_amendment2.md) lands with its data
+    assert "## Amendment 2 (2026-12-07, session 13; written before any number was computed on the round-4" in text
+    assert "AND hostile_dev >= 0.90" in text and f"{D.HOSTILE_MIN:.2f}" == "0.90"
 
 
 def test_gate_catches_short_and_far_texts():

@@ -29,7 +29,7 @@ from . import data_rules, dataset, metrics
 from .tables import AXES, Table
 
 RULE_PATH = Path(__file__).resolve().parent / "RULE.md"
-RULE_VERSION = "2026-11-27 13:30 UTC + amendment 13:41 UTC"
+RULE_VERSION = "2026-11-27 13:30 UTC + amendment 13:41 UTC + amendment 2, 2026-12-07"
 TIE = 0.005
 FALLBACK_MARGIN = 0.03
 CONF_BAND = (0.40, 0.60)
