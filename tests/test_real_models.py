@@ -91,12 +91,14 @@ def test_probe_beats_its_random_direction_control(fresh_smol_detection):
     assert best["auroc_test_ci"][0] > 0.5
 
 
-# Floors of the dev-chosen default on SmolLM2, a little below what was measured (README, detection.json); the
-# issue's goals (test >= 0.90 and >= TF-IDF + 0.03, minimal >= 0.85, LOSO >= 0.80, graded >= 0.70, long-form
-# >= 0.85) are not met at this size: these catch regressions, they do not claim the goals.
-SMOL_FLOORS: dict[str, float] = {"test_auroc": 0.82, "minimal_test_auroc": 0.71, "lexical_test_auroc": 0.81,
-                                  "loso_test_auroc_mean": 0.72, "graded_spearman": 0.54,
-                                  "longform_test_auroc_short_fit": 0.81, "short_test_auroc_longform_fit": 0.72}
+# Floors of the dev-chosen default on SmolLM2 (the fourth data round's whitened probe, mean pooling, layer 6), about
+# 0.05 below what was measured (README, detection.json: test 0.854, minimal 0.768, lexical 0.849, LOSO 0.733, graded
+# 0.607, long-form 0.870, long-form fit on short 0.718); the goals (test >= 0.90 and >= TF-IDF + 0.03,
+# minimal >= 0.85, LOSO >= 0.80, graded >= 0.70, long-form >= 0.85) are not met at this size but for long-form
+# transfer: these catch regressions, they do not claim the goals.
+SMOL_FLOORS: dict[str, float] = {"test_auroc": 0.80, "minimal_test_auroc": 0.72, "lexical_test_auroc": 0.80,
+                                  "loso_test_auroc_mean": 0.68, "graded_spearman": 0.55,
+                                  "longform_test_auroc_short_fit": 0.82, "short_test_auroc_longform_fit": 0.67}
 
 
 def test_smollm2_default_probe_floors(fresh_smol_detection):
